@@ -1,0 +1,263 @@
+"""Typed, validated configuration: one pydantic model per command, loadable from a YAML
+recipe under `configs/` and overridable from the command line with dotted keys
+(`--set grpo.beta=0.02`).
+
+Every field carries a one-line help text; algorithm knobs cite where they come from.
+Unknown keys are errors (a typo in a recipe must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+BUNDLED_MODEL = "smollm2-135m-instruct"
+DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "gate_proj"]
+
+
+class ConfigError(ValueError):
+    """A recipe or override that cannot be turned into a valid config (one line, names the field)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    name: str = Field(
+        BUNDLED_MODEL,
+        description="Hugging Face hub id, local model or PEFT adapter directory, or the bundled "
+        f"alias '{BUNDLED_MODEL}'.",
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="Where to run; auto picks CUDA, then MPS, then CPU."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="Weight dtype; auto is float32 on CPU and bfloat16 on GPUs that have it.",
+    )
+    trust_remote_code: bool = Field(False, description="Allow custom model code from the hub.")
+
+
+class LoraSettings(_Section):
+    enabled: bool = Field(True, description="Train a LoRA adapter (False: full fine-tuning).")
+    r: int = Field(32, ge=1, description="LoRA rank (Hu et al. 2021).")
+    alpha: int = Field(64, ge=1, description="LoRA scaling numerator; scale = alpha / r.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_LORA_TARGETS),
+        description="Module names that get LoRA adapters.",
+    )
+
+
+class TaskSettings(_Section):
+    name: str = Field("syllogism", description="Registered task or any reasoning-gym dataset name.")
+    dataset_seed: int = Field(42, description="Seed of the training prompts.")
+    eval_seed: int = Field(123, description="Seed of the held-out evaluation prompts.")
+    num_train_examples: int = Field(
+        2000, ge=1, description="Size of the training prompt pool (cycled through in order)."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Task-specific options (e.g. reasoning-gym config)."
+    )
+
+
+class RewardSpec(_Section):
+    name: str = Field(..., description="Registered reward name, or 'module:function' of your own.")
+    weight: float = Field(1.0, description="Weight in the summed reward (0 still logs it).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Options of this reward.")
+
+
+def default_rewards() -> list[RewardSpec]:
+    return [RewardSpec(name="correctness", weight=0.85), RewardSpec(name="format", weight=0.15)]
+
+
+class GenerationSettings(_Section):
+    max_new_tokens: int = Field(300, ge=1, description="Longest completion sampled.")
+    temperature: float = Field(0.7, ge=0.0, description="Sampling temperature (0 = greedy).")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    stop_at_answer: bool = Field(
+        True, description="Stop a completion at '</answer>' as well as EOS."
+    )
+    engine: Literal["auto", "fast", "hf"] = Field(
+        "auto",
+        description="Rollout engine: 'fast' (SmartTuner's KV-cache decode loop, one prefill per "
+        "group), 'hf' (transformers generate); auto = fast.",
+    )
+
+
+class GRPOSettings(_Section):
+    num_generations: int = Field(
+        6, ge=2, description="G: completions per prompt (Shao et al. 2024, DeepSeekMath)."
+    )
+    exploration_batchsize: int = Field(8, ge=1, description="Prompts sampled per iteration.")
+    buffer_size: int = Field(
+        500, ge=1, description="Experience buffer capacity in completions (oldest evicted first)."
+    )
+    mu: int = Field(
+        1, ge=1, description="μ: inner optimisation passes per iteration (GRPO alg. 1)."
+    )
+    epsilon: float = Field(0.2, gt=0.0, description="Lower PPO clip range (Schulman et al. 2017).")
+    epsilon_high: float | None = Field(
+        None, description="Upper clip range; > epsilon is DAPO's clip-higher. None = epsilon."
+    )
+    beta: float = Field(
+        0.04, ge=0.0, description="KL coefficient (k3 estimator); 0 skips the reference model."
+    )
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = Field(
+        "grpo",
+        description="Loss aggregation: grpo (per-sequence mean), dr_grpo (Liu et al. 2025, "
+        "constant normaliser), dapo (Yu et al. 2025, token mean over the accumulated batch), "
+        "bnpo (token mean per minibatch).",
+    )
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description="Divide advantages by the group std, the batch std, or nothing."
+    )
+    advantage_epsilon: float = Field(1e-4, gt=0.0, description="Added to the std before dividing.")
+    skip_zero_std_groups: bool = Field(
+        False, description="Drop groups whose rewards are all equal (DAPO dynamic sampling)."
+    )
+
+
+class OptimSettings(_Section):
+    learning_rate: float = Field(1e-6, gt=0.0, description="AdamW peak learning rate.")
+    batch_size: int = Field(16, ge=1, description="Completions per training minibatch.")
+    gradient_accumulation_steps: int = Field(
+        12, ge=1, description="Minibatches per optimizer step."
+    )
+    max_grad_norm: float = Field(1.0, gt=0.0, description="Gradient-norm clipping threshold.")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    adam_beta1: float = Field(0.9, ge=0.0, lt=1.0, description="AdamW beta1.")
+    adam_beta2: float = Field(0.99, ge=0.0, lt=1.0, description="AdamW beta2.")
+    lr_scheduler: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="Learning-rate schedule after warm-up."
+    )
+    warmup_steps: int = Field(0, ge=0, description="Optimizer steps of linear warm-up.")
+
+
+class EvalSettings(_Section):
+    num_examples: int = Field(100, ge=1, description="Held-out prompts scored per evaluation.")
+    every: int = Field(0, ge=0, description="Evaluate every N iterations (0: start and end only).")
+    batch_size: int = Field(32, ge=1, description="Prompts decoded together during evaluation.")
+    max_new_tokens: int | None = Field(
+        None, ge=1, description="Completion budget at evaluation (None: generation.max_new_tokens)."
+    )
+    baseline: bool = Field(True, description="Evaluate the starting model before training.")
+
+
+class GRPOConfig(_Section):
+    """Everything `smarttuner grpo` needs."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    task: TaskSettings = Field(default_factory=TaskSettings)
+    rewards: list[RewardSpec] = Field(default_factory=default_rewards)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    grpo: GRPOSettings = Field(default_factory=GRPOSettings)
+    optim: OptimSettings = Field(default_factory=OptimSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    num_iterations: int = Field(100, ge=1, description="GRPO iterations (rollout + training).")
+    seed: int = Field(0, description="Seed of sampling, shuffling and initialisation.")
+    output_dir: Path = Field(Path("runs/grpo"), description="Where everything of the run goes.")
+    overwrite: bool = Field(False, description="Allow writing into a non-empty output directory.")
+    log_completions_every: int = Field(
+        1, ge=0, description="Write sample completions every N iterations (0: never)."
+    )
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> GRPOConfig:
+        g = self.grpo
+        per_iteration = g.exploration_batchsize * g.num_generations
+        if per_iteration % self.optim.batch_size:
+            raise ValueError(
+                f"optim.batch_size={self.optim.batch_size} must divide exploration_batchsize × "
+                f"num_generations = {g.exploration_batchsize} × {g.num_generations} = {per_iteration}"
+            )
+        if g.buffer_size < per_iteration:
+            raise ValueError(
+                f"grpo.buffer_size={g.buffer_size} cannot hold one iteration's {per_iteration} "
+                "completions"
+            )
+        if g.epsilon_high is not None and g.epsilon_high < g.epsilon:
+            raise ValueError(
+                f"grpo.epsilon_high={g.epsilon_high} must be >= grpo.epsilon={g.epsilon}"
+            )
+        if not self.rewards:
+            raise ValueError("rewards: at least one reward is needed")
+        return self
+
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping; malformed YAML or a non-mapping is a ConfigError naming the file."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(
+            f"malformed YAML in {path}{where}: {getattr(err, 'problem', err)}"
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path} must hold a mapping of config sections, not {type(data).__name__}"
+        )
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'grpo.beta=0.02' -> ('grpo.beta', 0.02); the value is read as YAML (numbers, lists …)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.path=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set `data['a']['b'] = value` for key 'a.b', creating sections as needed."""
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is not a config section")
+        node = child
+    node[parts[-1]] = value
+
+
+def build_config(
+    cls: type[C], path: Path | None = None, overrides: dict[str, Any] | None = None
+) -> C:
+    """YAML recipe (optional) + dotted overrides -> a validated config of type `cls`.
+
+    Overrides whose value is None are ignored (an unset command-line option).
+    """
+    data: dict[str, Any] = read_yaml(path) if path is not None else {}
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            set_dotted(data, key, value)
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"invalid config: {where + ': ' if where else ''}{message}") from None
+
+
+def dump_config(config: BaseModel, path: Path) -> None:
+    """Write the resolved config as YAML (the run's own record of what it did)."""
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

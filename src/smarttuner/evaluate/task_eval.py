@@ -1,0 +1,87 @@
+"""Accuracy and format compliance of a model on a task's held-out examples (greedy decoding)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
+
+from smarttuner.formatting import ANSWER_CLOSE, format_ok
+from smarttuner.prompts import context_length, encode_prompts
+from smarttuner.rollout import SamplingParams, get_engine
+from smarttuner.tasks.base import Example, Task
+
+
+@dataclass
+class EvalResult:
+    accuracy: float
+    format_rate: float
+    mean_length: float
+    mean_score: float
+    n: int
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "accuracy": self.accuracy,
+            "format_rate": self.format_rate,
+            "mean_length": self.mean_length,
+            "mean_score": self.mean_score,
+            "n": self.n,
+        }
+
+
+def evaluate_task(
+    model: PreTrainedModel,
+    tokenizer: Tokenizer,
+    task: Task,
+    examples: list[Example],
+    max_new_tokens: int,
+    batch_size: int = 32,
+    engine: str = "auto",
+    keep_samples: int = 0,
+) -> EvalResult:
+    """Greedy completions for `examples`; accuracy = task.is_correct, format = strict tags."""
+    was_training = model.training
+    model.eval()
+    generate = get_engine(engine)
+    params = SamplingParams(max_new_tokens, temperature=0.0, stop_strings=(ANSWER_CLOSE,))
+    correct, formatted, lengths, scores, samples = [], [], [], [], []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        prompts = encode_prompts(
+            tokenizer,
+            [e.question for e in chunk],
+            task.system_prompt,
+            max_new_tokens,
+            context_length(model),
+        )
+        batch = generate(model, tokenizer, prompts, 1, params)
+        for example, text, length in zip(chunk, batch.texts, batch.lengths.tolist(), strict=True):
+            correct.append(task.is_correct(text, example))
+            formatted.append(format_ok(text))
+            scores.append(task.score(text, example))
+            lengths.append(length)
+            if len(samples) < keep_samples:
+                samples.append(
+                    {
+                        "question": example.question,
+                        "gold": example.answer,
+                        "completion": text,
+                        "correct": correct[-1],
+                        "format_ok": formatted[-1],
+                    }
+                )
+    model.train(was_training)
+    n = max(len(examples), 1)
+    return EvalResult(
+        accuracy=sum(correct) / n,
+        format_rate=sum(formatted) / n,
+        mean_length=float(torch.tensor(lengths, dtype=torch.float32).mean()) if lengths else 0.0,
+        mean_score=sum(scores) / n,
+        n=len(examples),
+        samples=samples,
+    )

@@ -1,0 +1,169 @@
+"""Experience collection: prompts -> G completions each -> rewards -> group advantages ->
+old and reference log-probs -> `Experience` rows for the buffer, plus the step's statistics."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
+
+from smarttuner.formatting import format_ok
+from smarttuner.grpo.advantages import group_advantages, zero_std_groups
+from smarttuner.grpo.buffer import Experience
+from smarttuner.grpo.logprobs import completion_logprobs
+from smarttuner.rewards import NamedReward, component_stats, compute_rewards
+from smarttuner.rollout import Engine, RolloutBatch, SamplingParams
+from smarttuner.tasks.base import Example, Task
+
+
+@dataclass(frozen=True)
+class CollectSettings:
+    num_generations: int
+    scale_rewards: str
+    advantage_epsilon: float
+    beta: float
+    skip_zero_std_groups: bool
+    logprob_batch_size: int
+
+
+@dataclass
+class Collected:
+    experiences: list[Experience]
+    stats: dict[str, float]
+    rewards: list[float]
+    advantages: list[float]
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+def reference_context(model: PreTrainedModel, ref_model: PreTrainedModel | None):
+    """(model to use, context): a separate frozen reference, or the LoRA base (adapter off)."""
+    if ref_model is not None:
+        return ref_model, contextlib.nullcontext()
+    return model, model.disable_adapter()
+
+
+@torch.no_grad()
+def batched_logprobs(
+    model: PreTrainedModel, batch: RolloutBatch, temperature: float, chunk: int
+) -> torch.Tensor:  # [N, C]
+    parts = []
+    for s in range(0, batch.completion_ids.shape[0], chunk):
+        sl = slice(s, s + chunk)
+        parts.append(
+            completion_logprobs(
+                model,
+                batch.prompt_ids[sl],
+                batch.prompt_mask[sl],
+                batch.completion_ids[sl],
+                batch.completion_mask[sl],
+                temperature,
+            ).cpu()
+        )
+    return torch.cat(parts)
+
+
+def collect_experience(
+    model: PreTrainedModel,
+    ref_model: PreTrainedModel | None,
+    tokenizer: Tokenizer,
+    engine: Engine,
+    task: Task,
+    rewards: list[NamedReward],
+    examples: list[Example],
+    prompt_ids: list[list[int]],
+    prompt_texts: list[str],
+    sampling: SamplingParams,
+    settings: CollectSettings,
+    iteration: int,
+    generator: torch.Generator,
+) -> Collected:
+    g = settings.num_generations
+    model.eval()
+    t0 = time.perf_counter()
+    batch = engine(model, tokenizer, prompt_ids, g, sampling, generator)
+    t_gen = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    repeated = [ex for ex in examples for _ in range(g)]
+    result = compute_rewards(
+        rewards,
+        prompts=[p for p in prompt_texts for _ in range(g)],
+        completions=batch.texts,
+        example=repeated,
+        answer=[ex.answer for ex in repeated],
+        question=[ex.question for ex in repeated],
+        metadata=[ex.metadata for ex in repeated],
+    )
+    advantages = group_advantages(
+        result.total, g, settings.scale_rewards, settings.advantage_epsilon
+    )  # [N]
+    flat_groups = zero_std_groups(result.total, g)  # [B]
+    t_reward = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    old = batched_logprobs(model, batch, sampling.temperature or 1.0, settings.logprob_batch_size)
+    ref = None
+    if settings.beta > 0:
+        ref_net, ctx = reference_context(model, ref_model)
+        with ctx:
+            ref = batched_logprobs(
+                ref_net, batch, sampling.temperature or 1.0, settings.logprob_batch_size
+            )
+    t_logp = time.perf_counter() - t0
+
+    keep_group = ~flat_groups if settings.skip_zero_std_groups else torch.ones_like(flat_groups)
+    lengths = batch.lengths.tolist()
+    experiences = [
+        Experience(
+            prompt_ids=batch.prompt_ids[i][batch.prompt_mask[i].bool()],
+            completion_ids=batch.completion_ids[i, : lengths[i]],
+            old_logprobs=old[i, : lengths[i]],
+            ref_logprobs=None if ref is None else ref[i, : lengths[i]],
+            advantage=float(advantages[i]),
+            iteration=iteration,
+        )
+        for i in range(len(lengths))
+        if keep_group[i // g] and lengths[i] > 0
+    ]
+    correct = [task.is_correct(t, ex) for t, ex in zip(batch.texts, repeated, strict=True)]
+    n_tokens = sum(lengths)
+    stats = {
+        "reward_mean": result.total.mean().item(),
+        "reward_std": result.total.std().item(),
+        **component_stats(result.components),
+        "accuracy": sum(correct) / len(correct),
+        "format_rate": sum(format_ok(t) for t in batch.texts) / len(batch.texts),
+        "zero_std_fraction": flat_groups.float().mean().item(),
+        "completion_length": n_tokens / len(lengths),
+        "truncated_fraction": batch.truncated.float().mean().item(),
+        "advantage_mean": advantages.mean().item(),
+        "advantage_std": advantages.std().item(),
+        "tokens_per_second": n_tokens / max(t_gen, 1e-9),
+        "time/generate": t_gen,
+        "time/rewards": t_reward,
+        "time/logprobs": t_logp,
+        "experiences_kept": len(experiences),
+    }
+    samples = [
+        {
+            "prompt": prompt_texts[i // g],
+            "completion": batch.texts[i],
+            "gold": repeated[i].answer,
+            "reward": float(result.total[i]),
+            "advantage": float(advantages[i]),
+            "components": {k: v[i] for k, v in result.components.items()},
+        }
+        for i in range(len(batch.texts))
+    ]
+    return Collected(
+        experiences=experiences,
+        stats=stats,
+        rewards=result.total.tolist(),
+        advantages=advantages.tolist(),
+        samples=samples,
+    )

@@ -1,0 +1,141 @@
+"""One training pass over minibatches drawn from the experience buffer: forward, GRPO loss,
+backward, gradient accumulation, clipping and optimizer steps, with a non-finite guard."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel
+
+from smarttuner.grpo.buffer import Experience, collate
+from smarttuner.grpo.logprobs import completion_logprobs
+from smarttuner.grpo.loss import grpo_loss
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many non-finite losses or gradients in a row."""
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    epsilon: float
+    epsilon_high: float | None
+    beta: float
+    loss_type: str
+    max_completion_length: int
+    temperature: float
+    max_grad_norm: float
+    gradient_accumulation_steps: int
+    max_nonfinite_in_a_row: int = 3
+
+
+@dataclass
+class OptimState:
+    """What persists across passes: the accumulation position and the non-finite streak."""
+
+    accumulated: int = 0
+    nonfinite_in_a_row: int = 0
+    optimizer_steps: int = 0
+
+
+def _windows(
+    batches: list[list[Experience]], size: int, start: int
+) -> list[list[list[Experience]]]:
+    """Group minibatches into accumulation windows (the first one completes a carried window)."""
+    first = size - start
+    out = [batches[:first]] if first > 0 else []
+    rest = batches[first:] if first > 0 else batches
+    out += [rest[i : i + size] for i in range(0, len(rest), size)]
+    return [w for w in out if w]
+
+
+def train_pass(
+    model: PreTrainedModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    batches: list[list[Experience]],
+    settings: LossSettings,
+    state: OptimState,
+    pad_id: int,
+) -> dict[str, float]:
+    """Train on `batches`; returns mean loss, policy loss, KL, clip fraction, last grad norm."""
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    sums = {"loss": 0.0, "policy_loss": 0.0, "kl": 0.0, "clip_fraction": 0.0}
+    grad_norm = float("nan")
+    seen = 0
+    k = settings.gradient_accumulation_steps
+    for window in _windows(batches, k, state.accumulated):
+        window_tokens = sum(sum(e.completion_ids.shape[0] for e in mb) for mb in window)
+        for items in window:
+            mb = collate(items, pad_id)
+            logprobs = completion_logprobs(
+                model,
+                mb.prompt_ids,
+                mb.prompt_mask,
+                mb.completion_ids,
+                mb.completion_mask,
+                settings.temperature,
+            )  # [n, C]
+            device = logprobs.device
+            out = grpo_loss(
+                logprobs,
+                mb.old_logprobs.to(device),
+                mb.advantages.to(device),
+                mb.completion_mask.to(device),
+                epsilon=settings.epsilon,
+                epsilon_high=settings.epsilon_high,
+                beta=settings.beta,
+                ref_logprobs=None if mb.ref_logprobs is None else mb.ref_logprobs.to(device),
+                loss_type=settings.loss_type,
+                max_completion_length=settings.max_completion_length,
+                token_normaliser=window_tokens,
+            )
+            # dapo's normaliser already spans the window; the others average its minibatches
+            scale = 1.0 if settings.loss_type == "dapo" else 1.0 / k
+            if not torch.isfinite(out.loss):
+                _nonfinite(state, settings, "loss")
+                continue
+            (out.loss * scale).backward()
+            seen += 1
+            for key in sums:
+                sums[key] += float(getattr(out, key).detach())
+            state.accumulated += 1
+        if state.accumulated >= k:
+            grad_norm = _step(model, optimizer, scheduler, params, settings, state)
+    n = max(seen, 1)
+    return {
+        **{k_: v / n for k_, v in sums.items()},
+        "grad_norm": grad_norm,
+        "optimizer_steps": state.optimizer_steps,
+    }
+
+
+def _nonfinite(state: OptimState, settings: LossSettings, what: str) -> None:
+    state.nonfinite_in_a_row += 1
+    log.warning("non-finite %s: update skipped (%d in a row)", what, state.nonfinite_in_a_row)
+    if state.nonfinite_in_a_row >= settings.max_nonfinite_in_a_row:
+        raise NonFiniteLossError(
+            f"{state.nonfinite_in_a_row} non-finite {what} values in a row; stopping "
+            "(lower the learning rate or check the rewards)"
+        )
+
+
+def _step(model, optimizer, scheduler, params, settings: LossSettings, state: OptimState) -> float:
+    norm = float(torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm))
+    state.accumulated = 0
+    if not math.isfinite(norm):
+        optimizer.zero_grad(set_to_none=True)
+        _nonfinite(state, settings, "gradient norm")
+        return norm
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    state.nonfinite_in_a_row = 0
+    state.optimizer_steps += 1
+    return norm

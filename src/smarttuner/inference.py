@@ -1,0 +1,66 @@
+"""Using a model outside training: answer questions, or score it on a task's eval seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from smarttuner.config import ModelConfig
+from smarttuner.evaluate import evaluate_task
+from smarttuner.formatting import ANSWER_CLOSE, SYSTEM_PROMPT
+from smarttuner.models import load_model
+from smarttuner.outputs import write_json
+from smarttuner.prompts import context_length, encode_prompts
+from smarttuner.rollout import SamplingParams, get_engine
+from smarttuner.tasks import get_task
+
+
+def generate_answers(
+    model: str,
+    questions: list[str],
+    max_new_tokens: int = 300,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    num_samples: int = 1,
+    system_prompt: str | None = None,
+    device: str = "auto",
+) -> list[list[str]]:
+    """`num_samples` completions per question from a model spec or trained directory."""
+    net, tokenizer = load_model(ModelConfig(name=model, device=device), trainable=False)
+    net.eval()
+    prompts = encode_prompts(
+        tokenizer, questions, system_prompt or SYSTEM_PROMPT, max_new_tokens, context_length(net)
+    )
+    params = SamplingParams(max_new_tokens, temperature, top_p, (ANSWER_CLOSE,))
+    batch = get_engine("auto")(net, tokenizer, prompts, num_samples, params)
+    return [batch.texts[i * num_samples : (i + 1) * num_samples] for i in range(len(questions))]
+
+
+def evaluate_model(
+    model: str,
+    task: str,
+    eval_seed: int = 123,
+    num_examples: int = 100,
+    max_new_tokens: int = 300,
+    batch_size: int = 32,
+    output: Path | None = None,
+    device: str = "auto",
+    task_params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Greedy accuracy / format compliance of `model` on `task`'s eval seed."""
+    the_task = get_task(task, **(task_params or {}))
+    examples = the_task.examples(eval_seed, num_examples)
+    net, tokenizer = load_model(ModelConfig(name=model, device=device), trainable=False)
+    result = evaluate_task(
+        net, tokenizer, the_task, examples, max_new_tokens, batch_size, keep_samples=10
+    )
+    summary = {
+        "model": model,
+        "task": task,
+        "eval_seed": eval_seed,
+        **result.metrics(),
+        "samples": result.samples,
+    }
+    if output is not None:
+        write_json(output, summary)
+    return {k: v for k, v in summary.items() if k != "samples"}

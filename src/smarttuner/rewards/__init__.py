@@ -1,0 +1,23 @@
+"""Rewards: protocol, registry, built-in rewards and the weighted sum."""
+
+from smarttuner.rewards import verifiable  # noqa: F401  (registers correctness, format)
+from smarttuner.rewards.base import (
+    RewardError,
+    RewardFn,
+    build_reward,
+    register_reward,
+    registered_rewards,
+)
+from smarttuner.rewards.combine import NamedReward, RewardResult, component_stats, compute_rewards
+
+__all__ = [
+    "NamedReward",
+    "RewardError",
+    "RewardFn",
+    "RewardResult",
+    "build_reward",
+    "component_stats",
+    "compute_rewards",
+    "register_reward",
+    "registered_rewards",
+]

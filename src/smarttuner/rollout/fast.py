@@ -1,0 +1,110 @@
+"""SmartTuner's CPU rollout engine: a plain KV-cache decode loop built for GRPO.
+
+What it does that `model.generate` does not:
+- one prefill per *distinct* prompt: the G samples of a group share it, and the cache is then
+  repeated G times (prefill of 8 prompts instead of 48 rows);
+- finished rows leave the batch at once (EOS, or a stop string such as `</answer>`), so the
+  decode forward shrinks as completions end;
+- no logits processors, stopping-criteria objects or per-step output bookkeeping beyond one
+  tail decode per live row when stop strings are set.
+Sampling is temperature then top-p, as in transformers, so the distribution is the same and
+greedy decoding (temperature 0) gives the same tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
+
+from smarttuner.rollout.sampling import sample_next
+from smarttuner.rollout.types import (
+    RolloutBatch,
+    SamplingParams,
+    eos_token_ids,
+    finalize,
+    left_pad,
+)
+
+
+def _stop_hits(
+    tokens: torch.Tensor, tokenizer: Tokenizer, stops: tuple[str, ...], tail: int
+) -> torch.Tensor:  # [n] bool
+    """Which rows' last `tail` tokens contain a stop string."""
+    texts = tokenizer.batch_decode(tokens[:, -tail:].tolist())
+    return torch.tensor([any(s in t for s in stops) for t in texts], dtype=torch.bool)
+
+
+@torch.no_grad()
+def generate_fast(
+    model: PreTrainedModel,
+    tokenizer: Tokenizer,
+    prompts: list[list[int]],
+    num_samples: int,
+    params: SamplingParams,
+    generator: torch.Generator | None = None,
+) -> RolloutBatch:
+    """`num_samples` completions for each prompt, prompt-major. See the module docstring."""
+    device = model.device
+    eos = eos_token_ids(model, tokenizer)
+    eos_tensor = torch.tensor(sorted(eos), device=device)
+    ids, mask = left_pad(prompts, tokenizer.pad_token_id)  # [B, P]
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)  # [B, P]
+    cache = DynamicCache()
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    logits = out.logits[:, -1].repeat_interleave(num_samples, dim=0)  # [N, V]
+    cache.batch_repeat_interleave(num_samples)
+    mask = mask.repeat_interleave(num_samples, dim=0)  # [N, P]
+    next_pos = positions[:, -1:].repeat_interleave(num_samples, dim=0) + 1  # [N, 1]
+    n = logits.shape[0]
+    raw = torch.full((n, params.max_new_tokens), tokenizer.pad_token_id, dtype=torch.long)
+    live = torch.arange(n)  # rows of `raw` still being decoded
+    stop_tail = (
+        max(
+            (len(tokenizer.encode(s, add_special_tokens=False)) for s in params.stop_strings),
+            default=0,
+        )
+        + 2
+    )
+    for step in range(params.max_new_tokens):
+        token = sample_next(logits, params.temperature, params.top_p, generator)  # [n_live]
+        raw[live, step] = token.cpu()
+        done = torch.isin(token, eos_tensor).cpu()
+        if params.stop_strings:
+            window = raw[live, max(0, step + 1 - stop_tail) : step + 1]
+            done |= _stop_hits(window, tokenizer, params.stop_strings, stop_tail)
+        if done.all() or step + 1 == params.max_new_tokens:
+            break
+        if done.any():
+            keep = (~done).nonzero().squeeze(1)
+            live = live[keep]
+            keep = keep.to(device)
+            cache.batch_select_indices(keep)
+            mask, next_pos, token = mask[keep], next_pos[keep], token[keep]
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+        out = model(
+            input_ids=token.unsqueeze(1),
+            attention_mask=mask,
+            position_ids=next_pos,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        logits = out.logits[:, -1]
+        next_pos = next_pos + 1
+    prompt_ids, prompt_mask = left_pad(prompts, tokenizer.pad_token_id)
+    return finalize(
+        prompt_ids.repeat_interleave(num_samples, dim=0),
+        prompt_mask.repeat_interleave(num_samples, dim=0),
+        raw,
+        tokenizer,
+        eos,
+        params.stop_strings,
+    )
