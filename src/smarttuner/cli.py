@@ -13,7 +13,14 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from smarttuner.config import ConfigError, GRPOConfig, build_config, parse_override
+from smarttuner.config import (
+    ConfigError,
+    GRPOConfig,
+    PipelineConfig,
+    SFTConfig,
+    build_config,
+    parse_override,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -125,6 +132,138 @@ def _print_summary(results: dict[str, Any], out: Path) -> None:
 
     console.print(results_table(results))
     console.print(f"metrics: {out / 'metrics.jsonl'}\nmodel:   {results['model_dir']}")
+
+
+def _common(model, task, output_dir, dataset_seed, eval_seed, device, dtype, lora, overwrite):
+    return {
+        "model.name": model,
+        "task.name": task,
+        "output_dir": str(output_dir) if output_dir else None,
+        "task.dataset_seed": dataset_seed,
+        "task.eval_seed": eval_seed,
+        "model.device": device,
+        "model.dtype": dtype,
+        "lora.enabled": lora,
+        "overwrite": overwrite or None,
+    }
+
+
+DatasetSeedOpt = Annotated[int | None, typer.Option(help="Training prompt seed.")]
+EvalSeedOpt = Annotated[int | None, typer.Option(help="Held-out eval seed.")]
+DeviceOpt = Annotated[str | None, typer.Option(help="auto|cpu|cuda|mps")]
+DtypeOpt = Annotated[str | None, typer.Option(help="auto|float32|bfloat16|float16")]
+LoraOpt = Annotated[bool | None, typer.Option("--lora/--full", help="LoRA or full FT.")]
+OverwriteOpt = Annotated[bool, typer.Option(help="Reuse a non-empty output dir.")]
+
+
+@app.command()
+def sft(
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    task: TaskOpt = None,
+    source: Annotated[
+        str | None, typer.Option(help="programmatic|self_distill|teacher|jsonl")
+    ] = None,
+    num_datapoints: Annotated[int | None, typer.Option(help="Training traces.")] = None,
+    num_epochs: Annotated[float | None, typer.Option(help="Passes over the traces.")] = None,
+    output_dir: OutOpt = None,
+    dataset_seed: DatasetSeedOpt = None,
+    eval_seed: EvalSeedOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    lora: LoraOpt = None,
+    overwrite: OverwriteOpt = False,
+    set_: SetOpt = None,
+) -> None:
+    """Supervised warm-up: teach the <think>/<answer> format (LoRA by default)."""
+    from smarttuner.sft import train_sft
+
+    named = _common(
+        model, task, output_dir, dataset_seed, eval_seed, device, dtype, lora, overwrite
+    )
+    named.update(
+        {"sft.source": source, "sft.num_datapoints": num_datapoints, "sft.num_epochs": num_epochs}
+    )
+    cfg = _run(build_config, SFTConfig, config, _overrides(set_, named))
+    results = _run(train_sft, cfg, on_epoch=_print_epoch)
+    console.print(
+        f"metrics: {Path(cfg.output_dir) / 'metrics.jsonl'}\nmodel:   {results['model_dir']}"
+    )
+
+
+def _print_epoch(record: dict[str, Any]) -> None:
+    parts = [f"SFT epoch {record['epoch']}: train loss {record['train_loss']:.4f}"]
+    for key in ("val_loss", "val_accuracy", "val_format_rate"):
+        if key in record:
+            parts.append(f"{key.replace('_', ' ')} {record[key]:.3f}")
+    console.print("  ".join(parts), highlight=False)
+
+
+@app.command()
+def pipeline(
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    task: TaskOpt = None,
+    num_iterations: Annotated[int | None, typer.Option(help="GRPO iterations.")] = None,
+    output_dir: OutOpt = None,
+    dataset_seed: DatasetSeedOpt = None,
+    eval_seed: EvalSeedOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    lora: LoraOpt = None,
+    run_sft: Annotated[str | None, typer.Option(help="auto|always|never")] = None,
+    overwrite: OverwriteOpt = False,
+    set_: SetOpt = None,
+) -> None:
+    """Probe → baseline eval → SFT (when needed) → eval → GRPO → eval → plots."""
+    from smarttuner.pipeline import run_pipeline
+    from smarttuner.progress import GRPOProgress
+
+    named = _common(
+        model, task, output_dir, dataset_seed, eval_seed, device, dtype, lora, overwrite
+    )
+    named.update({"num_iterations": num_iterations, "run_sft": run_sft})
+    cfg = _run(build_config, PipelineConfig, config, _overrides(set_, named))
+
+    def say(message: str) -> None:
+        console.print(f"[bold cyan]▶[/] {message}", highlight=False)
+
+    with GRPOProgress(console, cfg.num_iterations) as progress:
+        summary = _run(run_pipeline, cfg, say=say, on_step=progress.update, on_epoch=_print_epoch)
+    _print_summary(summary, Path(cfg.output_dir) / "grpo")
+    console.print(
+        f"results: {Path(cfg.output_dir) / 'results'}\nplots:   "
+        f"{Path(cfg.output_dir) / 'grpo' / 'plots'}"
+    )
+
+
+@app.command()
+def probe(
+    model: ModelOpt = "smollm2-135m-instruct",
+    task: TaskOpt = "syllogism",
+    num_prompts: Annotated[int, typer.Option(help="Prompts to sample.")] = 8,
+    k: Annotated[int, typer.Option(help="Samples per prompt.")] = 4,
+    max_new_tokens: Annotated[int, typer.Option()] = 200,
+    temperature: Annotated[float, typer.Option()] = 0.7,
+    dataset_seed: Annotated[int, typer.Option()] = 42,
+    device: Annotated[str, typer.Option()] = "auto",
+) -> None:
+    """Format rate, pass@k and learnable-prompt share: does this model need SFT warm-up?"""
+    from smarttuner.inference import probe_warmup
+
+    result, reason = _run(
+        probe_warmup,
+        model,
+        task,
+        num_prompts=num_prompts,
+        k=k,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        dataset_seed=dataset_seed,
+        device=device,
+    )
+    console.print(result)
+    console.print(reason, highlight=False)
 
 
 @app.command()

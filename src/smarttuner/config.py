@@ -261,3 +261,86 @@ def build_config(
 def dump_config(config: BaseModel, path: Path) -> None:
     """Write the resolved config as YAML (the run's own record of what it did)."""
     path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+
+
+class TeacherSettings(_Section):
+    url: str = Field("", description="Base URL of an OpenAI-compatible chat API (…/v1).")
+    model: str = Field("gpt-4o-mini", description="Teacher model name at that endpoint.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the key.")
+    temperature: float = Field(0.3, ge=0.0, description="Teacher sampling temperature.")
+    max_tokens: int = Field(400, ge=1, description="Longest teacher answer.")
+    timeout: float = Field(60.0, gt=0.0, description="Seconds per request.")
+
+
+class SFTSettings(_Section):
+    source: Literal["programmatic", "self_distill", "teacher", "jsonl"] = Field(
+        "programmatic",
+        description="Where the traces come from: written from the task's structure, the model's "
+        "own verified samples, a teacher endpoint, or your JSONL file.",
+    )
+    num_datapoints: int = Field(240, ge=1, description="Training traces wanted.")
+    path: Path | None = Field(None, description="JSONL file for source 'jsonl'.")
+    num_epochs: float = Field(2.0, gt=0.0, description="Passes over the traces.")
+    batch_size: int = Field(8, ge=1, description="Sequences per optimizer step.")
+    learning_rate: float = Field(2e-4, gt=0.0, description="AdamW peak learning rate.")
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="Share of steps warming up.")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0.0, description="Gradient-norm clipping threshold.")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Share held out for validation.")
+    val_eval_examples: int = Field(
+        24, ge=0, description="Validation prompts decoded per epoch for accuracy and format."
+    )
+    samples_per_question: int = Field(
+        4, ge=1, description="self_distill: completions sampled per question (k)."
+    )
+    distill_temperature: float = Field(
+        0.8, ge=0.0, description="self_distill sampling temperature."
+    )
+    teacher: TeacherSettings = Field(default_factory=TeacherSettings)
+    max_new_tokens: int = Field(200, ge=1, description="Budget of validation decoding.")
+
+
+class SFTConfig(_Section):
+    """Everything `smarttuner sft` needs."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    task: TaskSettings = Field(default_factory=TaskSettings)
+    sft: SFTSettings = Field(default_factory=SFTSettings)
+    seed: int = Field(0, description="Seed of shuffling and initialisation.")
+    output_dir: Path = Field(Path("runs/sft"), description="Where everything of the run goes.")
+    overwrite: bool = Field(False, description="Allow writing into a non-empty output directory.")
+
+    @model_validator(mode="after")
+    def _check_source(self) -> SFTConfig:
+        if self.sft.source == "jsonl" and self.sft.path is None:
+            raise ValueError("sft.path is required when sft.source is 'jsonl'")
+        if self.sft.source == "teacher" and not self.sft.teacher.url:
+            raise ValueError("sft.teacher.url is required when sft.source is 'teacher'")
+        return self
+
+
+class ProbeSettings(_Section):
+    num_prompts: int = Field(8, ge=1, description="Prompts sampled by the warm-up probe.")
+    k: int = Field(4, ge=2, description="Samples per prompt (pass@k, reward variance).")
+    max_new_tokens: int = Field(200, ge=1, description="Completion budget of the probe.")
+    min_format_rate: float = Field(0.5, ge=0.0, le=1.0, description="Below this, SFT runs.")
+    min_signal: float = Field(
+        0.25,
+        ge=0.0,
+        le=1.0,
+        description="Below this share of prompts with reward variance, SFT runs.",
+    )
+
+
+class PipelineConfig(GRPOConfig):
+    """`smarttuner pipeline`: probe → baseline eval → SFT → eval → GRPO → eval → plots.
+
+    The GRPO fields are the top level (as in a GRPO recipe); `sft` and `probe` add the rest."""
+
+    sft: SFTSettings = Field(default_factory=SFTSettings)
+    probe: ProbeSettings = Field(default_factory=ProbeSettings)
+    run_sft: Literal["auto", "always", "never"] = Field(
+        "auto", description="auto: SFT only when the probe says the model needs warm-up."
+    )
+    output_dir: Path = Field(Path("runs/pipeline"), description="Where everything goes.")

@@ -64,3 +64,33 @@ def evaluate_model(
     if output is not None:
         write_json(output, summary)
     return {k: v for k, v in summary.items() if k != "samples"}
+
+
+def probe_warmup(
+    model: str,
+    task: str,
+    num_prompts: int = 8,
+    k: int = 4,
+    max_new_tokens: int = 200,
+    temperature: float = 0.7,
+    dataset_seed: int = 42,
+    device: str = "auto",
+    min_format_rate: float = 0.5,
+    min_signal: float = 0.25,
+) -> tuple[dict[str, Any], str]:
+    """The warm-up probe on a model spec: its numbers and the SFT recommendation."""
+    from smarttuner.evaluate.probe import needs_warmup, probe_model
+
+    the_task = get_task(task)
+    net, tokenizer = load_model(ModelConfig(name=model, device=device), trainable=False)
+    result = probe_model(
+        net,
+        tokenizer,
+        the_task,
+        the_task.examples(dataset_seed, num_prompts),
+        k=k,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+    )
+    _, reason = needs_warmup(result, min_format_rate, min_signal)
+    return result.to_dict(), reason

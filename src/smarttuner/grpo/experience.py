@@ -16,6 +16,7 @@ from smarttuner.formatting import format_ok
 from smarttuner.grpo.advantages import group_advantages, zero_std_groups
 from smarttuner.grpo.buffer import Experience
 from smarttuner.grpo.logprobs import completion_logprobs
+from smarttuner.models import reference_mode
 from smarttuner.rewards import NamedReward, component_stats, compute_rewards
 from smarttuner.rollout import Engine, RolloutBatch, SamplingParams
 from smarttuner.tasks.base import Example, Task
@@ -41,10 +42,11 @@ class Collected:
 
 
 def reference_context(model: PreTrainedModel, ref_model: PreTrainedModel | None):
-    """(model to use, context): a separate frozen reference, or the LoRA base (adapter off)."""
+    """(model to use, context): a separate frozen reference (full fine-tuning), or the PEFT
+    model switched to its reference (frozen starting adapter, or adapter disabled)."""
     if ref_model is not None:
         return ref_model, contextlib.nullcontext()
-    return model, model.disable_adapter()
+    return model, reference_mode(model)
 
 
 @torch.no_grad()

@@ -26,7 +26,14 @@ from smarttuner.formatting import ANSWER_CLOSE
 from smarttuner.grpo.buffer import ExperienceBuffer
 from smarttuner.grpo.experience import CollectSettings, collect_experience
 from smarttuner.grpo.optimize import LossSettings, OptimState, train_pass
-from smarttuner.models import is_peft, load_model, save_model
+from smarttuner.models import (
+    attach_reference_adapter,
+    is_adapter_dir,
+    is_peft,
+    load_model,
+    resolve_model_path,
+    save_model,
+)
 from smarttuner.outputs import prepare_output_dir, reset_run_files, write_json
 from smarttuner.prompts import context_length, encode_prompts, render_prompt
 from smarttuner.rewards import NamedReward, build_reward
@@ -131,6 +138,9 @@ def train_grpo(
     seed_everything(cfg.seed)
     if model is None or tokenizer is None:
         model, tokenizer = load_model(cfg.model, cfg.lora)
+        start_dir = resolve_model_path(cfg.model.name)
+        if cfg.grpo.beta > 0 and is_peft(model) and is_adapter_dir(start_dir):
+            attach_reference_adapter(model, start_dir)
     ctx = context_length(model)
     encode_prompts(
         tokenizer,

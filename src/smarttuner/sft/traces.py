@@ -1,0 +1,71 @@
+"""Programmatic reasoning traces written from a task's own structure: no model, no network.
+
+Each writer turns an `Example` (with the generator's metadata) into a short, correct
+`<think>…</think><answer>…</answer>` completion. Tasks without a writer fall back to a
+minimal trace that restates the question's request and gives the gold answer, which still
+teaches the format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from smarttuner.sft.records import SFTRecord, format_target
+from smarttuner.tasks.base import Example
+
+TraceWriter = Callable[[Example], str]
+_WRITERS: dict[str, TraceWriter] = {}
+
+
+def register_trace(task_name: str) -> Callable[[TraceWriter], TraceWriter]:
+    def decorator(fn: TraceWriter) -> TraceWriter:
+        if task_name in _WRITERS:
+            raise ValueError(f"trace writer for {task_name!r} is already registered")
+        _WRITERS[task_name] = fn
+        return fn
+
+    return decorator
+
+
+_SYLLOGISM_RULES = {
+    True: "The conclusion follows necessarily from the premises, so the argument is valid.",
+    False: "The premises allow a situation where the conclusion is false, so it does not follow.",
+}
+
+
+@register_trace("syllogism")
+def syllogism_trace(example: Example) -> str:
+    meta = example.metadata
+    p1, p2 = meta.get("premise1", ""), meta.get("premise2", "")
+    conclusion = meta.get("conclusion", "")
+    valid = bool(meta.get("is_valid", example.answer.strip().lower() == "yes"))
+    reasoning = (
+        f"Premise 1: {p1}. Premise 2: {p2}. Conclusion to check: {conclusion}. "
+        f"{_SYLLOGISM_RULES[valid]}"
+    )
+    return format_target(reasoning, "Yes" if valid else "No")
+
+
+@register_trace("arithmetic")
+def arithmetic_trace(example: Example) -> str:
+    m = example.metadata
+    reasoning = (
+        f"First {m['a']} {m['op1']} {m['b']} = {m['intermediate']}. "
+        f"Then {m['intermediate']} {m['op2']} {m['c']} = {m['result']}."
+    )
+    return format_target(reasoning, str(m["result"]))
+
+
+def generic_trace(example: Example) -> str:
+    reasoning = "I work through the problem step by step and check the result."
+    return format_target(reasoning, example.answer)
+
+
+def has_trace_writer(task_name: str) -> bool:
+    return task_name in _WRITERS
+
+
+def programmatic_records(task_name: str, examples: list[Example]) -> list[SFTRecord]:
+    """One record per example, from the task's writer (or the generic fallback)."""
+    writer = _WRITERS.get(task_name, generic_trace)
+    return [SFTRecord(e.question, writer(e), source="programmatic") for e in examples]

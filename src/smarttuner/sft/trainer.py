@@ -1,0 +1,205 @@
+"""Supervised warm-up: LoRA (or full) fine-tuning on `<think>…</think><answer>…</answer>`
+completions, loss on completion tokens only, with a validation split scored every epoch
+(loss, task accuracy, format rate) and the adapter saved for GRPO to continue.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, get_scheduler
+from transformers import PreTrainedTokenizerBase as Tokenizer
+
+from smarttuner.config import SFTConfig, dump_config
+from smarttuner.evaluate import evaluate_task
+from smarttuner.models import load_model, save_model
+from smarttuner.outputs import prepare_output_dir, reset_run_files, write_json
+from smarttuner.prompts import render_prompt
+from smarttuner.sft.records import SFTRecord
+from smarttuner.sft.sources import SourceContext, make_records
+from smarttuner.tasks import get_task
+from smarttuner.tracking import METRICS_FILE, JsonlWriter, Tracker
+
+log = logging.getLogger(__name__)
+IGNORE = -100
+
+
+def tokenize_record(
+    tokenizer: Tokenizer, record: SFTRecord, system_prompt: str | None
+) -> tuple[list[int], list[int]]:
+    """(input_ids, labels): prompt tokens labelled IGNORE, completion + EOS labelled."""
+    prompt = render_prompt(tokenizer, record.question, system_prompt)
+    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    c_ids = tokenizer(record.completion, add_special_tokens=False)["input_ids"]
+    c_ids = c_ids + [tokenizer.eos_token_id]
+    return p_ids + c_ids, [IGNORE] * len(p_ids) + c_ids
+
+
+def collate_sft(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest row: input_ids, attention_mask, labels — each [n, L]."""
+    width = max(len(ids) for ids, _ in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (x, y) in enumerate(rows):
+        ids[i, : len(x)] = torch.tensor(x)
+        labels[i, : len(y)] = torch.tensor(y)
+        mask[i, : len(x)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def batch_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Token-mean cross-entropy over labelled tokens, and their count."""
+    batch = {k: v.to(model.device) for k, v in batch.items()}
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    targets = batch["labels"][:, 1:]  # [n, L-1]
+    logits = logits[:, :-1]  # [n, L-1, V]
+    n = int((targets != IGNORE).sum())
+    loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(),
+        targets.reshape(-1),
+        ignore_index=IGNORE,
+        reduction="sum",
+    )
+    return loss / max(n, 1), n
+
+
+@torch.no_grad()
+def validation_loss(model, rows, batch_size: int, pad_id: int) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for s in range(0, len(rows), batch_size):
+        loss, n = batch_loss(model, collate_sft(rows[s : s + batch_size], pad_id))
+        total += float(loss) * n
+        count += n
+    return total / max(count, 1)
+
+
+def train_sft(
+    cfg: SFTConfig,
+    model: PreTrainedModel | None = None,
+    tokenizer: Tokenizer | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run SFT as `cfg` says; returns results (also written to OUTPUT/results.json)."""
+    out = prepare_output_dir(Path(cfg.output_dir), cfg.overwrite)
+    s = cfg.sft
+    task = get_task(cfg.task.name, **cfg.task.params)
+    n_val = max(1, round(s.num_datapoints * s.val_fraction)) if s.val_fraction > 0 else 0
+    examples = task.examples(cfg.task.dataset_seed, s.num_datapoints + n_val)
+    val_examples, train_examples = examples[:n_val], examples[n_val:]
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if model is None or tokenizer is None:
+        model, tokenizer = load_model(cfg.model, cfg.lora)
+    reset_run_files(out, [METRICS_FILE, "sft_data.jsonl"])
+    dump_config(cfg, out / "config.yaml")
+    made = make_records(
+        s.source,
+        SourceContext(
+            task,
+            cfg.task.name,
+            train_examples,
+            s,
+            model,
+            tokenizer,
+            cache_dir=out / "cache",
+            seed=cfg.seed,
+        ),
+    )
+    if not made.records:
+        raise ValueError(f"SFT source {s.source!r} produced no training records")
+    data_log = JsonlWriter(out / "sft_data.jsonl")
+    for rec in made.records:
+        data_log.write(rec.to_json())
+    log.info("SFT data: %s", made.report)
+    val_records = (
+        [
+            r
+            for r in make_records(
+                "programmatic", SourceContext(task, cfg.task.name, val_examples, s)
+            ).records
+        ]
+        if val_examples
+        else []
+    )
+    train_rows = [tokenize_record(tokenizer, r, task.system_prompt) for r in made.records]
+    val_rows = [tokenize_record(tokenizer, r, task.system_prompt) for r in val_records]
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=s.weight_decay)
+    steps_per_epoch = math.ceil(len(train_rows) / s.batch_size)
+    total_steps = max(1, math.ceil(steps_per_epoch * s.num_epochs))
+    scheduler = get_scheduler(
+        "linear",
+        optimizer,
+        num_warmup_steps=int(s.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
+    tracker = Tracker(out)
+    start = time.perf_counter()
+    step, epoch = 0, 0
+    history = []
+    while step < total_steps:
+        epoch += 1
+        order = list(range(len(train_rows)))
+        random.shuffle(order)
+        model.train()
+        losses = []
+        for b in range(0, len(order), s.batch_size):
+            if step >= total_steps:
+                break
+            batch = collate_sft(
+                [train_rows[i] for i in order[b : b + s.batch_size]], tokenizer.pad_token_id
+            )
+            loss, _ = batch_loss(model, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"SFT loss became {float(loss)} at step {step + 1}")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss))
+            step += 1
+        record: dict[str, Any] = {
+            "phase": "sft",
+            "epoch": epoch,
+            "step": step,
+            "train_loss": sum(losses) / max(len(losses), 1),
+            "lr": scheduler.get_last_lr()[0],
+            "elapsed_seconds": time.perf_counter() - start,
+        }
+        if val_rows:
+            record["val_loss"] = validation_loss(
+                model, val_rows, s.batch_size, tokenizer.pad_token_id
+            )
+        if val_examples and s.val_eval_examples:
+            ev = evaluate_task(
+                model, tokenizer, task, val_examples[: s.val_eval_examples], s.max_new_tokens
+            )
+            record.update(val_accuracy=ev.accuracy, val_format_rate=ev.format_rate)
+        tracker.log(record)
+        history.append(record)
+        if on_epoch:
+            on_epoch(record)
+    model_dir = save_model(model, tokenizer, out / "model")
+    results = {
+        "model": cfg.model.name,
+        "task": cfg.task.name,
+        "source": s.source,
+        "data_report": made.report,
+        "num_records": len(made.records),
+        "epochs": history,
+        "model_dir": str(model_dir),
+        "train_seconds": time.perf_counter() - start,
+    }
+    write_json(out / "results.json", results)
+    return results
