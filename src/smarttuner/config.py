@@ -19,7 +19,7 @@ DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down
 
 
 class ConfigError(ValueError):
-    """A recipe or override that cannot be turned into a valid config (one line, names the field)."""
+    """A recipe or override that cannot become a valid config (one line, names the field)."""
 
 
 class _Section(BaseModel):
@@ -174,7 +174,8 @@ class GRPOConfig(_Section):
         if per_iteration % self.optim.batch_size:
             raise ValueError(
                 f"optim.batch_size={self.optim.batch_size} must divide exploration_batchsize × "
-                f"num_generations = {g.exploration_batchsize} × {g.num_generations} = {per_iteration}"
+                f"num_generations = {g.exploration_batchsize} × {g.num_generations} = "
+                f"{per_iteration}"
             )
         if g.buffer_size < per_iteration:
             raise ValueError(
@@ -297,7 +298,11 @@ class SFTSettings(_Section):
         0.8, ge=0.0, description="self_distill sampling temperature."
     )
     teacher: TeacherSettings = Field(default_factory=TeacherSettings)
-    max_new_tokens: int = Field(200, ge=1, description="Budget of validation decoding.")
+    max_new_tokens: int = Field(
+        200,
+        ge=1,
+        description="Completion budget of validation decoding and self-distillation sampling.",
+    )
 
 
 class SFTConfig(_Section):
@@ -307,6 +312,10 @@ class SFTConfig(_Section):
     lora: LoraSettings = Field(default_factory=LoraSettings)
     task: TaskSettings = Field(default_factory=TaskSettings)
     sft: SFTSettings = Field(default_factory=SFTSettings)
+    eval: EvalSettings = Field(
+        default_factory=EvalSettings,
+        description="The held-out set whose prompts are kept out of the SFT data.",
+    )
     seed: int = Field(0, description="Seed of shuffling and initialisation.")
     output_dir: Path = Field(Path("runs/sft"), description="Where everything of the run goes.")
     overwrite: bool = Field(False, description="Allow writing into a non-empty output directory.")

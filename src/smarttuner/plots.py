@@ -390,7 +390,7 @@ def plot_run(run_dir: Path, out_dir: Path | None = None) -> list[Path]:
                 plot_before_after(_load_results(results_path), out_dir / "before_after.png")
             )
         except ValueError as error:
-            logger.warning("Skipping before_after.png: %s", error)
+            logger.debug("Skipping before_after.png: %s", error)
     logger.info("Wrote %d figures to %s", len(paths), out_dir)
     return paths
 

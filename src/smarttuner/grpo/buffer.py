@@ -20,7 +20,7 @@ class Experience:
 
     prompt_ids: torch.Tensor  # [P_i]
     completion_ids: torch.Tensor  # [C_i]
-    old_logprobs: torch.Tensor  # [C_i] under the policy that sampled it (temperature-scaled)
+    old_logprobs: torch.Tensor | None  # [C_i] under the sampling policy; None = on-policy reuse
     ref_logprobs: torch.Tensor | None  # [C_i] under the reference, None when beta = 0
     advantage: float
     iteration: int
@@ -32,7 +32,7 @@ class Minibatch:
     prompt_mask: torch.Tensor  # [n, P]
     completion_ids: torch.Tensor  # [n, C] right-padded
     completion_mask: torch.Tensor  # [n, C]
-    old_logprobs: torch.Tensor  # [n, C]
+    old_logprobs: torch.Tensor | None  # [n, C]; None: use the current log-probs, detached
     ref_logprobs: torch.Tensor | None  # [n, C]
     advantages: torch.Tensor  # [n]
 
@@ -52,7 +52,9 @@ def collate(items: list[Experience], pad_id: int) -> Minibatch:
     prompts = [e.prompt_ids for e in items]
     completions = [e.completion_ids for e in items]
     ones = [torch.ones_like(t) for t in prompts]
-    ref = None
+    ref = old = None
+    if all(e.old_logprobs is not None for e in items):
+        old = _pad([e.old_logprobs for e in items], 0.0, False, torch.float32)
     if all(e.ref_logprobs is not None for e in items):
         ref = _pad([e.ref_logprobs for e in items], 0.0, False, torch.float32)
     return Minibatch(
@@ -60,7 +62,7 @@ def collate(items: list[Experience], pad_id: int) -> Minibatch:
         prompt_mask=_pad(ones, 0, True, torch.long),
         completion_ids=_pad(completions, pad_id, False, torch.long),
         completion_mask=_pad([torch.ones_like(t) for t in completions], 0, False, torch.long),
-        old_logprobs=_pad([e.old_logprobs for e in items], 0.0, False, torch.float32),
+        old_logprobs=old,
         ref_logprobs=ref,
         advantages=torch.tensor([e.advantage for e in items], dtype=torch.float32),
     )

@@ -30,6 +30,7 @@ class CollectSettings:
     beta: float
     skip_zero_std_groups: bool
     logprob_batch_size: int
+    compute_old_logprobs: bool = True  # False when training is exactly on-policy (see trainer)
 
 
 @dataclass
@@ -108,7 +109,11 @@ def collect_experience(
     t_reward = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    old = batched_logprobs(model, batch, sampling.temperature or 1.0, settings.logprob_batch_size)
+    old = None
+    if settings.compute_old_logprobs:
+        old = batched_logprobs(
+            model, batch, sampling.temperature or 1.0, settings.logprob_batch_size
+        )
     ref = None
     if settings.beta > 0:
         ref_net, ctx = reference_context(model, ref_model)
@@ -124,7 +129,7 @@ def collect_experience(
         Experience(
             prompt_ids=batch.prompt_ids[i][batch.prompt_mask[i].bool()],
             completion_ids=batch.completion_ids[i, : lengths[i]],
-            old_logprobs=old[i, : lengths[i]],
+            old_logprobs=None if old is None else old[i, : lengths[i]],
             ref_logprobs=None if ref is None else ref[i, : lengths[i]],
             advantage=float(advantages[i]),
             iteration=iteration,

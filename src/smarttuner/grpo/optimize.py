@@ -85,7 +85,7 @@ def train_pass(
             device = logprobs.device
             out = grpo_loss(
                 logprobs,
-                mb.old_logprobs.to(device),
+                logprobs.detach() if mb.old_logprobs is None else mb.old_logprobs.to(device),
                 mb.advantages.to(device),
                 mb.completion_mask.to(device),
                 epsilon=settings.epsilon,

@@ -101,6 +101,27 @@ def build_optimizer(model: PreTrainedModel, cfg: GRPOConfig, total_steps: int):
     return optimizer, scheduler
 
 
+def policy_is_sampler_during_training(
+    mu: int,
+    buffer_size: int,
+    per_iteration: int,
+    minibatches_per_pass: int,
+    gradient_accumulation_steps: int,
+    skip_zero_std_groups: bool,
+) -> bool:
+    """True when every minibatch is trained under exactly the weights that sampled it: one pass,
+    a buffer holding only this iteration's completions, and no optimizer step inside the pass
+    (the accumulation window closes at the pass's end). Then the old log-probs equal the current
+    ones and their separate forward pass can be skipped (ratio = 1, as in TRL with μ = 1)."""
+    return (
+        mu == 1
+        and buffer_size == per_iteration
+        and not skip_zero_std_groups
+        and minibatches_per_pass <= gradient_accumulation_steps
+        and gradient_accumulation_steps % minibatches_per_pass == 0
+    )
+
+
 def reference_model(model: PreTrainedModel, cfg: GRPOConfig) -> PreTrainedModel | None:
     """None when no separate copy is needed: beta = 0, or LoRA (reference = adapter disabled)."""
     if cfg.grpo.beta == 0 or is_peft(model):
@@ -167,6 +188,14 @@ def train_grpo(
         cfg.generation.top_p,
         (ANSWER_CLOSE,) if cfg.generation.stop_at_answer else (),
     )
+    reuse = policy_is_sampler_during_training(
+        g.mu,
+        g.buffer_size,
+        per_iter,
+        minibatches_per_pass,
+        cfg.optim.gradient_accumulation_steps,
+        g.skip_zero_std_groups,
+    )
     collect = CollectSettings(
         g.num_generations,
         g.scale_rewards,
@@ -174,6 +203,7 @@ def train_grpo(
         g.beta,
         g.skip_zero_std_groups,
         cfg.optim.batch_size,
+        compute_old_logprobs=not reuse,
     )
     loss_settings = LossSettings(
         g.epsilon,

@@ -38,7 +38,8 @@ def _call(reward: NamedReward, prompts: list[str], completions: list[str], colum
         ) from err
     if len(values) != len(completions):
         raise RewardError(
-            f"reward {reward.name!r} returned {len(values)} values for {len(completions)} completions"
+            f"reward {reward.name!r} returned {len(values)} values "
+            f"for {len(completions)} completions"
         )
     for i, v in enumerate(values):
         if v is not None and (not isinstance(v, int | float) or not math.isfinite(v)):

@@ -29,4 +29,8 @@ def sample_next(
         return logits.argmax(dim=-1)
     filtered = top_p_filter(logits.float() / temperature, top_p)
     probs = filtered.softmax(dim=-1)
+    if generator is not None and generator.device != probs.device:
+        # a CPU generator keeps runs reproducible across devices; sample where it lives
+        draw = torch.multinomial(probs.cpu(), num_samples=1, generator=generator)
+        return draw.squeeze(1).to(probs.device)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)

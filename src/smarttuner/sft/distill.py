@@ -38,7 +38,11 @@ DEMO_COMPLETION = format_target(
 
 
 def teaching_system_prompt(system_prompt: str) -> str:
-    """`system_prompt` followed by one worked example of the exact output format."""
+    """`system_prompt` followed by one worked example of the exact output format.
+
+    The example sits in the system turn rather than as an earlier user/assistant exchange
+    because some chat templates (Qwen3's) strip `<think>` blocks from past assistant turns.
+    """
     return f"{system_prompt}\n\nExample.\nQuestion: {DEMO_QUESTION}\nResponse: {DEMO_COMPLETION}"
 
 
@@ -88,7 +92,7 @@ def sample_completions(
         context_length(model),
     )
     generate = get_engine("auto")
-    generator = torch.Generator(device=model.device).manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # CPU: same draws on every device
     texts: list[str] = []
     was_training = model.training
     model.eval()

@@ -22,4 +22,5 @@ class SFTRecord:
 
 def format_target(reasoning: str, answer: str) -> str:
     """The target text: `<think> reasoning </think><answer> answer </answer>`."""
-    return f"{THINK_OPEN} {reasoning.strip()} {THINK_CLOSE}{ANSWER_OPEN} {answer.strip()} {ANSWER_CLOSE}"
+    think = f"{THINK_OPEN} {reasoning.strip()} {THINK_CLOSE}"
+    return f"{think}{ANSWER_OPEN} {answer.strip()} {ANSWER_CLOSE}"

@@ -25,6 +25,7 @@ from smarttuner.prompts import render_prompt
 from smarttuner.sft.records import SFTRecord
 from smarttuner.sft.sources import SourceContext, make_records
 from smarttuner.tasks import get_task
+from smarttuner.tasks.splits import drop_overlap
 from smarttuner.tracking import METRICS_FILE, JsonlWriter, Tracker
 
 log = logging.getLogger(__name__)
@@ -43,24 +44,35 @@ def tokenize_record(
 
 
 def collate_sft(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad to the longest row: input_ids, attention_mask, labels — each [n, L]."""
+    """Left-pad to the longest row: input_ids, attention_mask, labels — each [n, L].
+
+    Left padding puts every completion at the right edge, so the loss needs logits only for
+    the last `max completion length + 1` positions (`logits_to_keep`), not for the prompts."""
     width = max(len(ids) for ids, _ in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, (x, y) in enumerate(rows):
-        ids[i, : len(x)] = torch.tensor(x)
-        labels[i, : len(y)] = torch.tensor(y)
-        mask[i, : len(x)] = 1
+        ids[i, width - len(x) :] = torch.tensor(x)
+        labels[i, width - len(y) :] = torch.tensor(y)
+        mask[i, width - len(x) :] = 1
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
 def batch_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     """Token-mean cross-entropy over labelled tokens, and their count."""
     batch = {k: v.to(model.device) for k, v in batch.items()}
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    targets = batch["labels"][:, 1:]  # [n, L-1]
-    logits = logits[:, :-1]  # [n, L-1, V]
+    labelled = batch["labels"] != IGNORE  # [n, L]
+    first = int(labelled.float().argmax(dim=1).min())  # earliest labelled position in the batch
+    keep = batch["labels"].shape[1] - first + 1
+    positions = (batch["attention_mask"].cumsum(dim=1) - 1).clamp(min=0)
+    logits = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        position_ids=positions,
+        logits_to_keep=keep,
+    ).logits[:, :-1]  # [n, keep-1, V]: predicts tokens first..L-1
+    targets = batch["labels"][:, first:]  # [n, keep-1]
     n = int((targets != IGNORE).sum())
     loss = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(),
@@ -93,7 +105,10 @@ def train_sft(
     s = cfg.sft
     task = get_task(cfg.task.name, **cfg.task.params)
     n_val = max(1, round(s.num_datapoints * s.val_fraction)) if s.val_fraction > 0 else 0
-    examples = task.examples(cfg.task.dataset_seed, s.num_datapoints + n_val)
+    held_out = task.examples(cfg.task.eval_seed, cfg.eval.num_examples)
+    wanted = s.num_datapoints + n_val
+    examples = drop_overlap(task.examples(cfg.task.dataset_seed, wanted + len(held_out)), held_out)
+    examples = examples[:wanted]
     val_examples, train_examples = examples[:n_val], examples[n_val:]
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -167,7 +182,7 @@ def train_sft(
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss))
+            losses.append(loss.item())
             step += 1
         record: dict[str, Any] = {
             "phase": "sft",

@@ -15,6 +15,10 @@ reasoning-gym directly, both so that obviously correct answers in natural forms 
 * An answer that equals a plain numeric gold is given full marks without asking the dataset,
   because gsm_symbolic's scorer reads `-1` as `1` and so never credits a negative answer.
 
+* Seeds are spread out before they reach reasoning-gym (`spread_seed`): its datasets build
+  item i from `Random(seed + i)`, so seeds 42 and 123 would share items (item 81 of seed 42 is
+  item 0 of seed 123) and a training pool of a few hundred prompts would contain the eval set.
+
 Datasets without a single gold answer (propositional_logic, rubiks_cube, …) store
 `metadata["example_answer"]` as `Example.answer` when they have one, else ``; their scorer
 checks the answer itself. reasoning-gym is imported on first use, not when this module loads.
@@ -39,6 +43,14 @@ logger = logging.getLogger(__name__)
 FULL_MARKS = 1.0 - 1e-9
 _BOOLEAN_WORDS = frozenset({"yes", "no", "true", "false"})
 _RESERVED_PARAMS = frozenset({"seed", "size"})
+_SEED_STRIDE = 1_000_003  # prime; pools up to a million items per seed never overlap
+
+
+def spread_seed(seed: int) -> int:
+    """Map a user seed to reasoning-gym's seed so that different seeds' item ranges
+    (`seed + i`) are a million apart instead of overlapping."""
+    return (seed * _SEED_STRIDE) % (2**31 - 1)
+
 
 # Longest spellings first so that `<->` is not read as `<` followed by `->`.
 _LOGIC_SYMBOLS: tuple[tuple[str, str], ...] = (
@@ -78,7 +90,9 @@ class ReasoningGymTask:
             return []
         import reasoning_gym
 
-        dataset = reasoning_gym.create_dataset(self.name, size=n, seed=seed, **self.params)
+        dataset = reasoning_gym.create_dataset(
+            self.name, size=n, seed=spread_seed(seed), **self.params
+        )
         return [_to_example(dataset[i]) for i in range(n)]
 
     def score(self, completion: str, example: Example) -> float:
