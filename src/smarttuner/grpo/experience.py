@@ -133,6 +133,7 @@ def collect_experience(
             ref_logprobs=None if ref is None else ref[i, : lengths[i]],
             advantage=float(advantages[i]),
             iteration=iteration,
+            group=i // g,
         )
         for i in range(len(lengths))
         if keep_group[i // g] and lengths[i] > 0

@@ -1,23 +1,77 @@
 """Per-token log-probabilities of completion tokens under a model (policy, old policy or
 reference), computed with logits divided by the sampling temperature, as the samples were
-drawn (the same convention as TRL)."""
+drawn (the same convention as TRL).
+
+The G completions of a group share one prompt, and the prompt is usually most of the tokens
+(a ~115-token chat prompt against ~60-token answers). `completion_logprobs` therefore runs
+each *distinct* prompt through the model once, copies its KV cache to the rows that share it
+(an indexing op, so gradients flow back into the prompt's activations), and then runs only the
+completion tokens. The result equals the plain full-sequence forward (tested) at a fraction
+of the cost; `share_prompts=False` gives the plain forward.
+"""
 
 from __future__ import annotations
 
 import torch
-from transformers import PreTrainedModel
+from transformers import DynamicCache, PreTrainedModel
 
 
 def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """log_softmax(logits)[..., index] without materialising the full log-softmax.
 
     logits [N, T, V], index [N, T] -> [N, T]; row by row to bound peak memory."""
-    out = torch.empty(index.shape, dtype=torch.float32, device=logits.device)
+    rows = []
     for row in range(logits.shape[0]):
         row_logits = logits[row].float()  # [T, V]
         picked = row_logits.gather(-1, index[row].unsqueeze(-1)).squeeze(-1)  # [T]
-        out[row] = picked - torch.logsumexp(row_logits, dim=-1)
-    return out
+        rows.append(picked - torch.logsumexp(row_logits, dim=-1))
+    return torch.stack(rows)
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    return (mask.cumsum(dim=1) - 1).clamp(min=0)
+
+
+def _full_forward_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask):
+    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)  # [N, P+C]
+    mask = torch.cat([prompt_mask, completion_mask], dim=1)  # [N, P+C]
+    width = completion_ids.shape[1]
+    return model(
+        input_ids=input_ids,
+        attention_mask=mask,
+        position_ids=_positions(mask),
+        use_cache=False,
+        logits_to_keep=width + 1,
+    ).logits[:, :-1]  # [N, C, V]: position P-1+t predicts completion token t
+
+
+def _shared_prompt_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask):
+    rows = torch.cat([prompt_ids, prompt_mask], dim=1)  # [N, 2P]
+    unique, inverse = torch.unique(rows, dim=0, return_inverse=True)  # [U, 2P], [N]
+    width = prompt_ids.shape[1]
+    u_ids, u_mask = unique[:, :width], unique[:, width:]  # [U, P]
+    u_pos = _positions(u_mask)
+    cache = DynamicCache()
+    first = model(
+        input_ids=u_ids,
+        attention_mask=u_mask,
+        position_ids=u_pos,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    ).logits[:, -1]  # [U, V]: predicts completion token 0
+    cache.batch_select_indices(inverse)  # [N] rows, differentiable gather
+    mask = torch.cat([prompt_mask, completion_mask], dim=1)  # [N, P+C]
+    steps = torch.arange(completion_ids.shape[1], device=completion_ids.device)
+    positions = u_pos[inverse, -1:] + 1 + steps  # [N, C]
+    rest = model(
+        input_ids=completion_ids,
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+    ).logits[:, :-1]  # [N, C-1, V]: completion position t predicts token t+1
+    return torch.cat([first[inverse].unsqueeze(1), rest], dim=1)  # [N, C, V]
 
 
 def completion_logprobs(
@@ -27,20 +81,15 @@ def completion_logprobs(
     completion_ids: torch.Tensor,  # [N, C] right-padded
     completion_mask: torch.Tensor,  # [N, C]
     temperature: float = 1.0,
+    share_prompts: bool = True,
 ) -> torch.Tensor:  # [N, C]
     """log π(completion token t | prompt, earlier tokens) for every completion position."""
     device = model.device
-    input_ids = torch.cat([prompt_ids, completion_ids], dim=1).to(device)  # [N, P+C]
-    mask = torch.cat([prompt_mask, completion_mask], dim=1).to(device)  # [N, P+C]
-    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)  # [N, P+C]
-    width = completion_ids.shape[1]
-    logits = model(
-        input_ids=input_ids,
-        attention_mask=mask,
-        position_ids=positions,
-        use_cache=False,
-        logits_to_keep=width + 1,
-    ).logits[:, :-1]  # [N, C, V]: position P-1+t predicts completion token t
+    args = [t.to(device) for t in (prompt_ids, prompt_mask, completion_ids, completion_mask)]
+    if share_prompts:
+        logits = _shared_prompt_logits(model, *args)
+    else:
+        logits = _full_forward_logits(model, *args)
     if temperature > 0 and temperature != 1.0:
         logits = logits / temperature
-    return selective_log_softmax(logits, completion_ids.to(device))
+    return selective_log_softmax(logits, args[2])

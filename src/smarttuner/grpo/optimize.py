@@ -39,6 +39,7 @@ class OptimState:
     """What persists across passes: the accumulation position and the non-finite streak."""
 
     accumulated: int = 0
+    window_tokens: float = 0.0  # completion tokens accumulated in the open window (dapo)
     nonfinite_in_a_row: int = 0
     optimizer_steps: int = 0
 
@@ -71,7 +72,6 @@ def train_pass(
     seen = 0
     k = settings.gradient_accumulation_steps
     for window in _windows(batches, k, state.accumulated):
-        window_tokens = sum(sum(e.completion_ids.shape[0] for e in mb) for mb in window)
         for items in window:
             mb = collate(items, pad_id)
             logprobs = completion_logprobs(
@@ -94,18 +94,24 @@ def train_pass(
                 ref_logprobs=None if mb.ref_logprobs is None else mb.ref_logprobs.to(device),
                 loss_type=settings.loss_type,
                 max_completion_length=settings.max_completion_length,
-                token_normaliser=window_tokens,
+                token_normaliser=1.0,  # dapo: a token sum, divided by the window tokens in _step
             )
-            # dapo's normaliser already spans the window; the others average its minibatches
+            # dapo normalises by all completion tokens of the accumulation window, which may span
+            # two passes: its gradients are summed and divided by the count in `_step`. The other
+            # loss types average the window's minibatches.
+            mb_tokens = float(mb.completion_mask.sum())
             scale = 1.0 if settings.loss_type == "dapo" else 1.0 / k
             if not torch.isfinite(out.loss):
                 _nonfinite(state, settings, "loss")
                 continue
             (out.loss * scale).backward()
             seen += 1
+            per_token = settings.loss_type == "dapo"
             for key in sums:
-                sums[key] += float(getattr(out, key).detach())
+                value = float(getattr(out, key).detach())
+                sums[key] += value / mb_tokens if per_token and "loss" in key else value
             state.accumulated += 1
+            state.window_tokens += mb_tokens
         if state.accumulated >= k:
             grad_norm = _step(model, optimizer, scheduler, params, settings, state)
     n = max(seen, 1)
@@ -127,8 +133,13 @@ def _nonfinite(state: OptimState, settings: LossSettings, what: str) -> None:
 
 
 def _step(model, optimizer, scheduler, params, settings: LossSettings, state: OptimState) -> float:
+    if settings.loss_type == "dapo":
+        for p in params:
+            if p.grad is not None:
+                p.grad.div_(max(state.window_tokens, 1.0))
     norm = float(torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm))
     state.accumulated = 0
+    state.window_tokens = 0.0
     if not math.isfinite(norm):
         optimizer.zero_grad(set_to_none=True)
         _nonfinite(state, settings, "gradient norm")

@@ -11,7 +11,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,14 @@ from transformers import PreTrainedModel, get_scheduler
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from smarttuner.config import GRPOConfig, dump_config
-from smarttuner.evaluate import evaluate_task
+from smarttuner.evaluate import EvalResult, evaluate_task
 from smarttuner.formatting import ANSWER_CLOSE
 from smarttuner.grpo.buffer import ExperienceBuffer
 from smarttuner.grpo.experience import CollectSettings, collect_experience
 from smarttuner.grpo.optimize import LossSettings, OptimState, train_pass
 from smarttuner.models import (
     attach_reference_adapter,
+    autocast_context,
     is_adapter_dir,
     is_peft,
     load_model,
@@ -145,6 +146,201 @@ def run_eval(model, tokenizer, data: RunData, cfg: GRPOConfig, keep: int = 0):
     )
 
 
+@dataclass
+class GRPORun:
+    """Everything one GRPO run holds between iterations (the unit a checkpoint will save)."""
+
+    cfg: GRPOConfig
+    out: Path
+    data: RunData
+    model: PreTrainedModel
+    tokenizer: Tokenizer
+    ref_model: PreTrainedModel | None
+    rewards: list[NamedReward]
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    buffer: ExperienceBuffer
+    generator: torch.Generator
+    sampling: SamplingParams
+    collect: CollectSettings
+    loss: LossSettings
+    tracker: Tracker
+    state: OptimState = field(default_factory=OptimState)
+    cursor: int = 0
+    on_step: StepCallback | None = None
+
+    def report(self, step: int, record: dict[str, Any]) -> None:
+        self.tracker.log(record)
+        if self.on_step:
+            self.on_step(step, record)
+
+    def evaluate(self, step: int, keep: int = 0) -> EvalResult:
+        with self.autocast():
+            result = run_eval(self.model, self.tokenizer, self.data, self.cfg, keep)
+        self.report(step, {"phase": "eval", "step": step, "split": "eval", **result.metrics()})
+        return result
+
+    def autocast(self):
+        return autocast_context(self.cfg.model.autocast, self.model.device)
+
+    def next_prompts(self) -> list[Example]:
+        n, pool = self.cfg.grpo.exploration_batchsize, self.data.train
+        batch = [pool[(self.cursor + i) % len(pool)] for i in range(n)]
+        self.cursor = (self.cursor + n) % len(pool)
+        return batch
+
+    def iteration(self, iteration: int, start: float) -> dict[str, Any]:
+        """Collect experience, train on the buffer, log; returns the step record."""
+        t_step = time.perf_counter()
+        examples = self.next_prompts()
+        questions = [e.question for e in examples]
+        system = self.data.task.system_prompt
+        texts = [render_prompt(self.tokenizer, q, system) for q in questions]
+        prompt_ids = encode_prompts(
+            self.tokenizer,
+            questions,
+            system,
+            self.sampling.max_new_tokens,
+            context_length(self.model),
+        )
+        with self.autocast():
+            collected = collect_experience(
+                self.model,
+                self.ref_model,
+                self.tokenizer,
+                get_engine(self.cfg.generation.engine),
+                self.data.task,
+                self.rewards,
+                examples,
+                prompt_ids,
+                texts,
+                self.sampling,
+                self.collect,
+                iteration,
+                self.generator,
+            )
+            self.buffer.add(collected.experiences)
+            t0 = time.perf_counter()
+            train_stats = self.train_on_buffer(len(collected.experiences))
+        record = {
+            "phase": "grpo",
+            "step": iteration,
+            **train_stats,
+            **collected.stats,
+            "time/train": time.perf_counter() - t0,
+            "lr": self.scheduler.get_last_lr()[0],
+            "step_seconds": time.perf_counter() - t_step,
+            "elapsed_seconds": time.perf_counter() - start,
+            "rewards": collected.rewards,
+            "advantages": collected.advantages,
+        }
+        self.report(iteration, record)
+        every = self.cfg.log_completions_every
+        if every and iteration % every == 0:
+            self.tracker.log_completions(iteration, collected.samples)
+        return record
+
+    def train_on_buffer(self, fresh: int) -> dict[str, float]:
+        if not len(self.buffer) or not fresh:
+            return {}
+        size = self.cfg.optim.batch_size
+        num_batches = self.cfg.grpo.mu * math.ceil(fresh / size)
+        batches = self.buffer.minibatches(num_batches, size, self.generator)
+        return train_pass(
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            batches,
+            self.loss,
+            self.state,
+            self.tokenizer.pad_token_id,
+        )
+
+
+def setup_run(
+    cfg: GRPOConfig,
+    on_step: StepCallback | None = None,
+    model: PreTrainedModel | None = None,
+    tokenizer: Tokenizer | None = None,
+) -> GRPORun:
+    """Validate, load and build everything; fails on bad input before any expensive work."""
+    out = prepare_output_dir(Path(cfg.output_dir), cfg.overwrite)
+    data = prepare_data(cfg)
+    rewards = build_rewards(cfg, data.task)
+    get_engine(cfg.generation.engine)
+    seed_everything(cfg.seed)
+    if model is None or tokenizer is None:
+        model, tokenizer = load_model(cfg.model, cfg.lora)
+        start_dir = resolve_model_path(cfg.model.name)
+        if cfg.grpo.beta > 0 and is_peft(model) and is_adapter_dir(start_dir):
+            attach_reference_adapter(model, start_dir)
+    questions = [e.question for e in data.eval[:1] + data.train[:1]]
+    encode_prompts(
+        tokenizer,
+        questions,
+        data.task.system_prompt,
+        cfg.generation.max_new_tokens,
+        context_length(model),
+    )
+    reset_run_files(out, [METRICS_FILE, COMPLETIONS_FILE])
+    dump_config(cfg, out / "config.yaml")
+    g, o = cfg.grpo, cfg.optim
+    per_iter = g.exploration_batchsize * g.num_generations
+    per_pass = math.ceil(per_iter / o.batch_size)
+    optimizer, scheduler = build_optimizer(
+        model, cfg, cfg.num_iterations * g.mu * per_pass // o.gradient_accumulation_steps
+    )
+    reuse = policy_is_sampler_during_training(
+        g.mu,
+        g.buffer_size,
+        per_iter,
+        per_pass,
+        o.gradient_accumulation_steps,
+        g.skip_zero_std_groups,
+    )
+    gen = cfg.generation
+    return GRPORun(
+        cfg=cfg,
+        out=out,
+        data=data,
+        model=model,
+        tokenizer=tokenizer,
+        ref_model=reference_model(model, cfg),
+        rewards=rewards,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        buffer=ExperienceBuffer(g.buffer_size),
+        generator=torch.Generator().manual_seed(cfg.seed),
+        sampling=SamplingParams(
+            gen.max_new_tokens,
+            gen.temperature,
+            gen.top_p,
+            (ANSWER_CLOSE,) if gen.stop_at_answer else (),
+        ),
+        collect=CollectSettings(
+            g.num_generations,
+            g.scale_rewards,
+            g.advantage_epsilon,
+            g.beta,
+            g.skip_zero_std_groups,
+            o.batch_size,
+            compute_old_logprobs=not reuse,
+        ),
+        loss=LossSettings(
+            g.epsilon,
+            g.epsilon_high,
+            g.beta,
+            g.loss_type,
+            gen.max_new_tokens,
+            gen.temperature or 1.0,
+            o.max_grad_norm,
+            o.gradient_accumulation_steps,
+        ),
+        tracker=Tracker(out),
+        on_step=on_step,
+    )
+
+
 def train_grpo(
     cfg: GRPOConfig,
     on_step: StepCallback | None = None,
@@ -152,71 +348,8 @@ def train_grpo(
     tokenizer: Tokenizer | None = None,
 ) -> dict[str, Any]:
     """Run GRPO as `cfg` says; returns the results dict also written to results.json."""
-    out = prepare_output_dir(Path(cfg.output_dir), cfg.overwrite)
-    data = prepare_data(cfg)
-    rewards = build_rewards(cfg, data.task)
-    engine = get_engine(cfg.generation.engine)
-    seed_everything(cfg.seed)
-    if model is None or tokenizer is None:
-        model, tokenizer = load_model(cfg.model, cfg.lora)
-        start_dir = resolve_model_path(cfg.model.name)
-        if cfg.grpo.beta > 0 and is_peft(model) and is_adapter_dir(start_dir):
-            attach_reference_adapter(model, start_dir)
-    ctx = context_length(model)
-    encode_prompts(
-        tokenizer,
-        [e.question for e in data.eval[:1]],
-        data.task.system_prompt,
-        cfg.generation.max_new_tokens,
-        ctx,
-    )  # fail early on impossible prompts
-    reset_run_files(out, [METRICS_FILE, COMPLETIONS_FILE])
-    dump_config(cfg, out / "config.yaml")
-    tracker = Tracker(out)
-    ref_model = reference_model(model, cfg)
-    g = cfg.grpo
-    per_iter = g.exploration_batchsize * g.num_generations
-    minibatches_per_pass = math.ceil(per_iter / cfg.optim.batch_size)
-    total_steps = cfg.num_iterations * g.mu * minibatches_per_pass
-    total_steps //= cfg.optim.gradient_accumulation_steps
-    optimizer, scheduler = build_optimizer(model, cfg, total_steps)
-    buffer = ExperienceBuffer(g.buffer_size)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    sampling = SamplingParams(
-        cfg.generation.max_new_tokens,
-        cfg.generation.temperature,
-        cfg.generation.top_p,
-        (ANSWER_CLOSE,) if cfg.generation.stop_at_answer else (),
-    )
-    reuse = policy_is_sampler_during_training(
-        g.mu,
-        g.buffer_size,
-        per_iter,
-        minibatches_per_pass,
-        cfg.optim.gradient_accumulation_steps,
-        g.skip_zero_std_groups,
-    )
-    collect = CollectSettings(
-        g.num_generations,
-        g.scale_rewards,
-        g.advantage_epsilon,
-        g.beta,
-        g.skip_zero_std_groups,
-        cfg.optim.batch_size,
-        compute_old_logprobs=not reuse,
-    )
-    loss_settings = LossSettings(
-        g.epsilon,
-        g.epsilon_high,
-        g.beta,
-        g.loss_type,
-        cfg.generation.max_new_tokens,
-        cfg.generation.temperature or 1.0,
-        cfg.optim.max_grad_norm,
-        cfg.optim.gradient_accumulation_steps,
-    )
-    state = OptimState()
-
+    run = setup_run(cfg, on_step, model, tokenizer)
+    data = run.data
     results: dict[str, Any] = {
         "model": cfg.model.name,
         "task": cfg.task.name,
@@ -225,89 +358,22 @@ def train_grpo(
         "eval_overlap_dropped": data.overlap_dropped,
     }
     if cfg.eval.baseline:
-        baseline = run_eval(model, tokenizer, data, cfg)
-        results["baseline"] = baseline.metrics()
-        tracker.log({"phase": "eval", "step": 0, "split": "eval", **baseline.metrics()})
-        if on_step:
-            on_step(0, {"phase": "eval", **baseline.metrics()})
-
-    cursor = 0
+        results["baseline"] = run.evaluate(0).metrics()
     start = time.perf_counter()
     for iteration in range(1, cfg.num_iterations + 1):
-        t_step = time.perf_counter()
-        batch_examples = [
-            data.train[(cursor + i) % len(data.train)] for i in range(g.exploration_batchsize)
-        ]
-        cursor = (cursor + g.exploration_batchsize) % len(data.train)
-        texts = [
-            render_prompt(tokenizer, e.question, data.task.system_prompt) for e in batch_examples
-        ]
-        prompt_ids = encode_prompts(
-            tokenizer,
-            [e.question for e in batch_examples],
-            data.task.system_prompt,
-            cfg.generation.max_new_tokens,
-            ctx,
-        )
-        collected = collect_experience(
-            model,
-            ref_model,
-            tokenizer,
-            engine,
-            data.task,
-            rewards,
-            batch_examples,
-            prompt_ids,
-            texts,
-            sampling,
-            collect,
-            iteration,
-            generator,
-        )
-        buffer.add(collected.experiences)
-        t0 = time.perf_counter()
-        train_stats: dict[str, float] = {}
-        if len(buffer):
-            num_batches = g.mu * math.ceil(len(collected.experiences) / cfg.optim.batch_size)
-            batches = buffer.minibatches(num_batches, cfg.optim.batch_size, generator)
-            train_stats = train_pass(
-                model, optimizer, scheduler, batches, loss_settings, state, tokenizer.pad_token_id
-            )
-        record = {
-            "phase": "grpo",
-            "step": iteration,
-            **train_stats,
-            **collected.stats,
-            "time/train": time.perf_counter() - t0,
-            "lr": scheduler.get_last_lr()[0],
-            "step_seconds": time.perf_counter() - t_step,
-            "elapsed_seconds": time.perf_counter() - start,
-            "rewards": collected.rewards,
-            "advantages": collected.advantages,
-        }
-        tracker.log(record)
-        if cfg.log_completions_every and iteration % cfg.log_completions_every == 0:
-            tracker.log_completions(iteration, collected.samples)
-        if on_step:
-            on_step(iteration, record)
+        run.iteration(iteration, start)
         if cfg.eval.every and iteration % cfg.eval.every == 0 and iteration < cfg.num_iterations:
-            ev = run_eval(model, tokenizer, data, cfg)
-            tracker.log({"phase": "eval", "step": iteration, "split": "eval", **ev.metrics()})
-            if on_step:
-                on_step(iteration, {"phase": "eval", **ev.metrics()})
-
-    final = run_eval(model, tokenizer, data, cfg, keep=20)
-    tracker.log({"phase": "eval", "step": cfg.num_iterations, "split": "eval", **final.metrics()})
-    if on_step:
-        on_step(cfg.num_iterations, {"phase": "eval", **final.metrics()})
-    model_dir = save_model(model, tokenizer, out / "model")
+            run.evaluate(iteration)
+    train_seconds = time.perf_counter() - start
+    final = run.evaluate(cfg.num_iterations, keep=20)
+    model_dir = save_model(run.model, run.tokenizer, run.out / "model")
     results.update(
         final=final.metrics(),
         eval_samples=final.samples,
         model_dir=str(model_dir),
         iterations=cfg.num_iterations,
-        optimizer_steps=state.optimizer_steps,
-        train_seconds=time.perf_counter() - start,
+        optimizer_steps=run.state.optimizer_steps,
+        train_seconds=train_seconds,
     )
-    write_json(out / "results.json", results)
+    write_json(run.out / "results.json", results)
     return results

@@ -7,6 +7,7 @@ left out of that reward's logged mean. Components are kept for logging even at w
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +43,7 @@ def _call(reward: NamedReward, prompts: list[str], completions: list[str], colum
             f"for {len(completions)} completions"
         )
     for i, v in enumerate(values):
-        if v is not None and (not isinstance(v, int | float) or not math.isfinite(v)):
+        if v is not None and (not isinstance(v, numbers.Real) or not math.isfinite(float(v))):
             raise RewardError(
                 f"reward {reward.name!r} gave {v!r} for sample {i} "
                 f"(completion {completions[i][:80]!r}); rewards must be finite numbers or None"

@@ -170,15 +170,7 @@ def _steps_in_one_pass(model, batches, loss_type: str, pad: int) -> list[torch.T
         "grpo",
         "bnpo",
         "dr_grpo",
-        pytest.param(
-            "dapo",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG optimize.py train_pass: dapo's token_normaliser is the token count "
-                "of the window part inside this pass, so a window carried across passes is "
-                "normalised piecewise (sum0/T0 + sum1/T1 instead of (sum0+sum1)/(T0+T1))",
-            ),
-        ),
+        "dapo",
     ],
 )
 def test_a_window_split_across_passes_gives_the_same_step(

@@ -216,12 +216,6 @@ def test_ints_and_bools_are_numbers() -> None:
     assert all(isinstance(v, float) for v in result.components["r"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG rewards/combine.py _call: the check isinstance(v, int | float) rejects numpy "
-    "scalars such as np.float32(0.5) (not a float subclass), which TRL-style reward "
-    "functions commonly return",
-)
 def test_numpy_scalars_are_numbers() -> None:
     rewards = [
         NamedReward("np", 1.0, lambda prompts, completions, **_: [np.float32(0.5), np.int64(1)])
