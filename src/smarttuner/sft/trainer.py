@@ -10,6 +10,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,16 @@ import torch
 from transformers import PreTrainedModel, get_scheduler
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
-from smarttuner.config import SFTConfig, dump_config
+from smarttuner.config import SFTConfig, SFTSettings, dump_config
 from smarttuner.evaluate import evaluate_task
-from smarttuner.models import load_model, save_model
+from smarttuner.models import autocast_context, load_model, save_model
 from smarttuner.outputs import prepare_output_dir, reset_run_files, write_json
 from smarttuner.prompts import render_prompt
 from smarttuner.sft.records import SFTRecord
 from smarttuner.sft.sources import SourceContext, make_records
+from smarttuner.sft.traces import programmatic_records
 from smarttuner.tasks import get_task
+from smarttuner.tasks.base import Example, Task
 from smarttuner.tasks.splits import drop_overlap
 from smarttuner.tracking import METRICS_FILE, JsonlWriter, Tracker
 
@@ -94,6 +97,74 @@ def validation_loss(model, rows, batch_size: int, pad_id: int) -> float:
     return total / max(count, 1)
 
 
+@dataclass
+class SFTData:
+    records: list[SFTRecord]
+    report: dict[str, Any]
+    train_rows: list[tuple[list[int], list[int]]]
+    val_rows: list[tuple[list[int], list[int]]]
+    val_examples: list[Example]
+
+
+def split_examples(task: Task, cfg: SFTConfig) -> tuple[list[Example], list[Example]]:
+    """(validation, training) examples from the dataset seed, none of them in the eval set."""
+    s = cfg.sft
+    n_val = max(1, round(s.num_datapoints * s.val_fraction)) if s.val_fraction > 0 else 0
+    held_out = task.examples(cfg.task.eval_seed, cfg.eval.num_examples)
+    wanted = s.num_datapoints + n_val
+    pool = task.examples(cfg.task.dataset_seed, wanted + len(held_out))
+    examples = drop_overlap(pool, held_out)[:wanted]
+    return examples[:n_val], examples[n_val:]
+
+
+def prepare_sft_data(cfg: SFTConfig, task: Task, model, tokenizer, out: Path) -> SFTData:
+    """Make the training records with the configured source, log them, and tokenize."""
+    val_examples, train_examples = split_examples(task, cfg)
+    s = cfg.sft
+    context = SourceContext(
+        task,
+        cfg.task.name,
+        train_examples,
+        s,
+        model,
+        tokenizer,
+        cache_dir=out / "cache",
+        seed=cfg.seed,
+    )
+    with autocast_context(cfg.model.autocast, model.device):
+        made = make_records(s.source, context)
+    if not made.records:
+        raise ValueError(f"SFT source {s.source!r} produced no training records")
+    data_log = JsonlWriter(out / "sft_data.jsonl")
+    for rec in made.records:
+        data_log.write(rec.to_json())
+    log.info("SFT data: %s", made.report)
+    val_records = programmatic_records(cfg.task.name, val_examples)
+    system = task.system_prompt
+    return SFTData(
+        records=made.records,
+        report=made.report,
+        train_rows=[tokenize_record(tokenizer, r, system) for r in made.records],
+        val_rows=[tokenize_record(tokenizer, r, system) for r in val_records],
+        val_examples=val_examples,
+    )
+
+
+def validate_epoch(model, tokenizer, task: Task, data: SFTData, s: SFTSettings) -> dict[str, float]:
+    """Validation loss on held-back traces, and accuracy / format rate of greedy answers."""
+    metrics: dict[str, float] = {}
+    if data.val_rows:
+        metrics["val_loss"] = validation_loss(
+            model, data.val_rows, s.batch_size, tokenizer.pad_token_id
+        )
+    if data.val_examples and s.val_eval_examples:
+        ev = evaluate_task(
+            model, tokenizer, task, data.val_examples[: s.val_eval_examples], s.max_new_tokens
+        )
+        metrics.update(val_accuracy=ev.accuracy, val_format_rate=ev.format_rate)
+    return metrics
+
+
 def train_sft(
     cfg: SFTConfig,
     model: PreTrainedModel | None = None,
@@ -104,77 +175,38 @@ def train_sft(
     out = prepare_output_dir(Path(cfg.output_dir), cfg.overwrite)
     s = cfg.sft
     task = get_task(cfg.task.name, **cfg.task.params)
-    n_val = max(1, round(s.num_datapoints * s.val_fraction)) if s.val_fraction > 0 else 0
-    held_out = task.examples(cfg.task.eval_seed, cfg.eval.num_examples)
-    wanted = s.num_datapoints + n_val
-    examples = drop_overlap(task.examples(cfg.task.dataset_seed, wanted + len(held_out)), held_out)
-    examples = examples[:wanted]
-    val_examples, train_examples = examples[:n_val], examples[n_val:]
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     if model is None or tokenizer is None:
         model, tokenizer = load_model(cfg.model, cfg.lora)
     reset_run_files(out, [METRICS_FILE, "sft_data.jsonl"])
     dump_config(cfg, out / "config.yaml")
-    made = make_records(
-        s.source,
-        SourceContext(
-            task,
-            cfg.task.name,
-            train_examples,
-            s,
-            model,
-            tokenizer,
-            cache_dir=out / "cache",
-            seed=cfg.seed,
-        ),
-    )
-    if not made.records:
-        raise ValueError(f"SFT source {s.source!r} produced no training records")
-    data_log = JsonlWriter(out / "sft_data.jsonl")
-    for rec in made.records:
-        data_log.write(rec.to_json())
-    log.info("SFT data: %s", made.report)
-    val_records = (
-        [
-            r
-            for r in make_records(
-                "programmatic", SourceContext(task, cfg.task.name, val_examples, s)
-            ).records
-        ]
-        if val_examples
-        else []
-    )
-    train_rows = [tokenize_record(tokenizer, r, task.system_prompt) for r in made.records]
-    val_rows = [tokenize_record(tokenizer, r, task.system_prompt) for r in val_records]
-
+    data = prepare_sft_data(cfg, task, model, tokenizer, out)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=s.weight_decay)
-    steps_per_epoch = math.ceil(len(train_rows) / s.batch_size)
-    total_steps = max(1, math.ceil(steps_per_epoch * s.num_epochs))
+    total_steps = max(1, math.ceil(math.ceil(len(data.train_rows) / s.batch_size) * s.num_epochs))
     scheduler = get_scheduler(
         "linear",
         optimizer,
-        num_warmup_steps=int(s.warmup_ratio * total_steps),
         num_training_steps=total_steps,
+        num_warmup_steps=int(s.warmup_ratio * total_steps),
     )
     tracker = Tracker(out)
     start = time.perf_counter()
-    step, epoch = 0, 0
-    history = []
+    step, epoch, history = 0, 0, []
+    autocast = autocast_context(cfg.model.autocast, model.device)
     while step < total_steps:
         epoch += 1
-        order = list(range(len(train_rows)))
+        order = list(range(len(data.train_rows)))
         random.shuffle(order)
         model.train()
         losses = []
         for b in range(0, len(order), s.batch_size):
             if step >= total_steps:
                 break
-            batch = collate_sft(
-                [train_rows[i] for i in order[b : b + s.batch_size]], tokenizer.pad_token_id
-            )
-            loss, _ = batch_loss(model, batch)
+            rows = [data.train_rows[i] for i in order[b : b + s.batch_size]]
+            with autocast:
+                loss, _ = batch_loss(model, collate_sft(rows, tokenizer.pad_token_id))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"SFT loss became {float(loss)} at step {step + 1}")
             loss.backward()
@@ -190,17 +222,10 @@ def train_sft(
             "step": step,
             "train_loss": sum(losses) / max(len(losses), 1),
             "lr": scheduler.get_last_lr()[0],
-            "elapsed_seconds": time.perf_counter() - start,
         }
-        if val_rows:
-            record["val_loss"] = validation_loss(
-                model, val_rows, s.batch_size, tokenizer.pad_token_id
-            )
-        if val_examples and s.val_eval_examples:
-            ev = evaluate_task(
-                model, tokenizer, task, val_examples[: s.val_eval_examples], s.max_new_tokens
-            )
-            record.update(val_accuracy=ev.accuracy, val_format_rate=ev.format_rate)
+        with autocast:
+            record.update(validate_epoch(model, tokenizer, task, data, s))
+        record["elapsed_seconds"] = time.perf_counter() - start
         tracker.log(record)
         history.append(record)
         if on_epoch:
@@ -210,8 +235,8 @@ def train_sft(
         "model": cfg.model.name,
         "task": cfg.task.name,
         "source": s.source,
-        "data_report": made.report,
-        "num_records": len(made.records),
+        "data_report": data.report,
+        "num_records": len(data.records),
         "epochs": history,
         "model_dir": str(model_dir),
         "train_seconds": time.perf_counter() - start,
