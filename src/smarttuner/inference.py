@@ -6,10 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from smarttuner.config import ModelConfig
-from smarttuner.evaluate import evaluate_task
 from smarttuner.formatting import ANSWER_CLOSE, SYSTEM_PROMPT
 from smarttuner.models import load_model
-from smarttuner.outputs import write_json
 from smarttuner.prompts import context_length, encode_prompts
 from smarttuner.rollout import SamplingParams, get_engine
 from smarttuner.tasks import get_task
@@ -47,23 +45,22 @@ def evaluate_model(
     device: str = "auto",
     task_params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Greedy accuracy / format compliance of `model` on `task`'s eval seed."""
-    the_task = get_task(task, **(task_params or {}))
-    examples = the_task.examples(eval_seed, num_examples)
-    net, tokenizer = load_model(ModelConfig(name=model, device=device), trainable=False)
-    result = evaluate_task(
-        net, tokenizer, the_task, examples, max_new_tokens, batch_size, keep_samples=10
+    """Greedy accuracy / format compliance of `model` on `task`'s eval seed, as a flat dict.
+
+    The full harness (pass@k, base model, two models side by side) is
+    `smarttuner.evaluate.harness.run_evaluation`; `output` gets its results JSON."""
+    from smarttuner.evaluate.harness import EvalOptions, run_evaluation
+
+    options = EvalOptions(
+        eval_seed=eval_seed,
+        num_examples=num_examples,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        device=device,
+        task_params=task_params or {},
     )
-    summary = {
-        "model": model,
-        "task": task,
-        "eval_seed": eval_seed,
-        **result.metrics(),
-        "samples": result.samples,
-    }
-    if output is not None:
-        write_json(output, summary)
-    return {k: v for k, v in summary.items() if k != "samples"}
+    results = run_evaluation(model, task, options, output=output)
+    return {"model": model, "task": task, "eval_seed": eval_seed, **results["final"]}
 
 
 def probe_warmup(

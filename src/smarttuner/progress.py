@@ -3,30 +3,121 @@ numbers that matter, a plain-language health note, and the before/after table at
 
 from __future__ import annotations
 
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 
-def health_note(record: dict[str, Any]) -> str | None:
-    """One sentence on what is wrong with a GRPO step, or None when nothing is."""
-    if record.get("zero_std_fraction", 0.0) >= 1.0:
-        return (
+@dataclass(frozen=True)
+class HealthThresholds:
+    """When a GRPO step earns a plain-language warning (display only; training ignores them)."""
+
+    flat_groups_most: float = 0.75  # share of groups with equal rewards that is "most"
+    truncated: float = 0.5  # share of completions cut at max_new_tokens
+    kl_large: float = 1.0  # KL (k3, per token) that is far from the reference
+    kl_rise_factor: float = 2.0  # KL this many times its recent mean is "rising fast"
+    kl_rise_floor: float = 0.05  # ... once it is at least this large (tiny KLs are noise)
+    kl_window: int = 5  # steps of KL history the rise is measured against
+    clip: float = 0.3  # share of tokens clipped by the PPO ratio
+
+
+def _value(record: dict[str, Any], key: str) -> float | None:
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _kl_rising(kl: float | None, history: Sequence[float], t: HealthThresholds) -> str | None:
+    if kl is None or not math.isfinite(kl) or len(history) < 3 or kl < t.kl_rise_floor:
+        return None
+    recent = list(history)[-t.kl_window :]
+    before = sum(recent) / len(recent)
+    if kl < t.kl_rise_factor * before:
+        return None
+    return (
+        f"KL rising fast ({before:.3f} → {kl:.3f} over the last {len(recent)} steps) — "
+        "lower the learning rate or raise beta"
+    )
+
+
+def health_notes(
+    record: dict[str, Any],
+    kl_history: Sequence[float] = (),
+    thresholds: HealthThresholds = HealthThresholds(),
+) -> list[str]:
+    """Plain-language notes on what is wrong with a GRPO step, most serious first.
+
+    `kl_history` holds the KL of the steps before this one (for "KL rising fast")."""
+    t, notes = thresholds, []
+    loss = _value(record, "loss")
+    if loss is not None and not math.isfinite(loss):
+        notes.append("the loss is not finite: the update was skipped — lower the learning rate")
+    flat = _value(record, "zero_std_fraction")
+    if flat is not None and flat >= 1.0:
+        notes.append(
             "all groups had equal rewards: no learning signal — consider SFT warm-up or a "
             "higher temperature"
         )
-    if record.get("truncated_fraction", 0.0) > 0.5:
-        return "most completions were cut at max_new_tokens — raise it or teach shorter answers"
-    if record.get("kl", 0.0) > 1.0:
-        return "KL to the reference is large — lower the learning rate or raise beta"
-    if record.get("clip_fraction", 0.0) > 0.3:
-        return "many tokens hit the PPO clip — the policy moves fast; lower the learning rate"
-    return None
+    elif flat is not None and flat >= t.flat_groups_most:
+        notes.append(
+            f"{flat:.0%} of groups had equal rewards: little learning signal — a higher "
+            "temperature or more generations per prompt would help"
+        )
+    if _value(record, "format_rate") == 0.0:
+        notes.append("no completion followed the <think>/<answer> format — SFT warm-up teaches it")
+    truncated = _value(record, "truncated_fraction")
+    if truncated is not None and truncated > t.truncated:
+        notes.append(
+            f"completions truncated at max_new_tokens ({truncated:.0%}) — raise it or teach "
+            "shorter answers"
+        )
+    kl = _value(record, "kl")
+    if kl is not None and kl > t.kl_large:
+        notes.append("KL to the reference is large — lower the learning rate or raise beta")
+    elif rising := _kl_rising(kl, kl_history, t):
+        notes.append(rising)
+    clip = _value(record, "clip_fraction")
+    if clip is not None and clip > t.clip:
+        notes.append(
+            "many tokens hit the PPO clip — the policy moves fast; lower the learning rate"
+        )
+    return notes
 
 
-def step_line(step: int, record: dict[str, Any]) -> str:
+def health_note(record: dict[str, Any]) -> str | None:
+    """The most serious note on a GRPO step (no history), or None when nothing is wrong."""
+    notes = health_notes(record)
+    return notes[0] if notes else None
+
+
+@dataclass
+class HealthMonitor:
+    """The history a health check needs across steps (the KL of recent GRPO steps)."""
+
+    thresholds: HealthThresholds = field(default_factory=HealthThresholds)
+    kl_history: deque[float] = field(default_factory=lambda: deque(maxlen=32))
+
+    def check(self, record: dict[str, Any]) -> list[str]:
+        """Notes for this GRPO step; then remembers its KL. Other phases get no notes."""
+        if record.get("phase") != "grpo":
+            return []
+        notes = health_notes(record, self.kl_history, self.thresholds)
+        kl = _value(record, "kl")
+        if kl is not None and math.isfinite(kl):
+            self.kl_history.append(kl)
+        return notes
+
+
+def step_line(step: int, record: dict[str, Any], notes: list[str] | None = None) -> str:
+    """One printed line per step; `notes` (default: `health_notes(record)`) go on a second line."""
     if record.get("phase") == "eval":
         return (
             f"eval @ {step}: accuracy {record['accuracy']:.3f}  "
@@ -39,8 +130,8 @@ def step_line(step: int, record: dict[str, Any]) -> str:
         f"zero-std {record['zero_std_fraction']:.2f}  len {record['completion_length']:.0f}  "
         f"{record['tokens_per_second']:.0f} tok/s  {record['step_seconds']:.1f}s"
     )
-    note = health_note(record)
-    return line + (f"\n  [yellow]⚠ {note}[/]" if note else "")
+    notes = health_notes(record) if notes is None else notes
+    return line + (f"\n  [yellow]⚠ {escape(' · '.join(notes))}[/]" if notes else "")
 
 
 class GRPOProgress:
@@ -58,6 +149,7 @@ class GRPOProgress:
             transient=True,
         )
         self.task_id = self.progress.add_task("", total=total)
+        self.health = HealthMonitor()
 
     def __enter__(self) -> GRPOProgress:
         self.progress.__enter__()
@@ -67,25 +159,44 @@ class GRPOProgress:
         self.progress.__exit__(*exc)
 
     def update(self, step: int, record: dict[str, Any]) -> None:
-        self.progress.console.print(step_line(step, record), highlight=False)
+        notes = self.health.check(record)
+        self.progress.console.print(step_line(step, record, notes), highlight=False)
         if record.get("phase") == "grpo":
             self.progress.update(
                 self.task_id, completed=step, description=f"reward {record['reward_mean']:.3f}"
             )
 
 
+STAGE_LABELS = {"baseline": "baseline", "after_sft": "after SFT", "final": "final"}
+TABLE_METRICS = ("accuracy", "format_rate", "mean_length")
+
+
+def _table_metrics(blocks: list[dict[str, Any]]) -> list[str]:
+    """accuracy, format rate, mean length, then any pass@k the stages hold."""
+    extra = sorted(
+        {k for b in blocks for k in b if k.startswith("pass@")}, key=lambda k: int(k[5:])
+    )
+    return [m for m in (*TABLE_METRICS, *extra) if any(m in b for b in blocks)]
+
+
 def results_table(results: dict[str, Any]) -> Table:
-    """Baseline vs final (and after-SFT when present) for accuracy, format rate, length."""
-    stages = [s for s in ("baseline", "after_sft", "final") if s in results]
+    """Baseline vs final (and after-SFT when present) for accuracy, format rate, length (and
+    pass@k when evaluated), with the change from baseline to final."""
+    stages = [s for s in STAGE_LABELS if isinstance(results.get(s), dict)]
+    blocks = [results[s] for s in stages]
     table = Table(title=f"{results.get('task')} · {results.get('model')}")
     table.add_column("metric")
     for stage in stages:
-        table.add_column(stage.replace("_", " "), justify="right")
-    if "baseline" in results and "final" in results:
+        label = results.get("labels", {}).get(stage, STAGE_LABELS[stage])
+        table.add_column(escape(str(label)), justify="right")
+    both = "baseline" in stages and "final" in stages
+    if both:
         table.add_column("change", justify="right")
-    for metric in ("accuracy", "format_rate", "mean_length"):
-        row = [metric] + [f"{results[s].get(metric, float('nan')):.3f}" for s in stages]
-        if "baseline" in results and "final" in results:
-            row.append(f"{results['final'][metric] - results['baseline'][metric]:+.3f}")
+    for metric in _table_metrics(blocks):
+        values = [b.get(metric) for b in blocks]
+        row = [metric] + ["—" if v is None else f"{v:.3f}" for v in values]
+        if both:
+            before, after = results["baseline"].get(metric), results["final"].get(metric)
+            row.append("—" if before is None or after is None else f"{after - before:+.3f}")
         table.add_row(*row)
     return table

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from smarttuner.tasks import arithmetic, reasoning_gym  # noqa: F401  (imported to register)
+from smarttuner.tasks import (  # noqa: F401  (imported to register)
+    arithmetic,
+    gsm8k,
+    reasoning_gym,
+    sentence_completion,
+)
 from smarttuner.tasks.base import _TASKS, Example, Task, register_task, registered_tasks
 from smarttuner.tasks.reasoning_gym import ReasoningGymTask, dataset_names
 

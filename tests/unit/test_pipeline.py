@@ -1,0 +1,77 @@
+"""The one-command pipeline on the tiny model: every stage runs and writes its files."""
+
+from __future__ import annotations
+
+import json
+
+from smarttuner.config import PipelineConfig, build_config
+from smarttuner.pipeline import run_pipeline
+
+
+def test_pipeline_runs_every_stage(tiny_model_dir, tmp_path) -> None:
+    out = tmp_path / "pipe"
+    cfg = build_config(
+        PipelineConfig,
+        None,
+        {
+            "model.name": tiny_model_dir,
+            "task.name": "arithmetic",
+            "output_dir": str(out),
+            "num_iterations": 1,
+            "grpo.exploration_batchsize": 2,
+            "grpo.num_generations": 2,
+            "optim.batch_size": 4,
+            "generation.max_new_tokens": 8,
+            "eval.num_examples": 4,
+            "probe.num_prompts": 2,
+            "probe.k": 2,
+            "probe.max_new_tokens": 8,
+            "sft.num_datapoints": 8,
+            "sft.num_epochs": 1,
+            "sft.batch_size": 4,
+            "sft.val_eval_examples": 2,
+            "sft.max_new_tokens": 8,
+        },
+    )
+    said: list[str] = []
+    summary = run_pipeline(cfg, say=said.append)
+    # the random tiny model writes no tags: the probe must call for warm-up and say why
+    probe = json.loads((out / "probe.json").read_text())
+    assert probe["run_sft"] is True and "format rate" in probe["reason"]
+    assert any("running SFT" in s for s in said)
+    assert {"baseline", "after_sft", "final"} <= set(summary)
+    assert (out / "sft" / "model" / "adapter_model.safetensors").is_file()
+    assert (out / "grpo" / "model" / "adapter_model.safetensors").is_file()
+    assert (out / "results" / "sft_arithmetic_tiny-llama0.json").is_file() or any(
+        p.name.startswith("sft_arithmetic_") for p in (out / "results").iterdir()
+    )
+    assert any(p.name.startswith("grpo_arithmetic_") for p in (out / "results").iterdir())
+    assert (out / "grpo" / "plots" / "grpo_reward.png").stat().st_size > 0
+    grpo_cfg = (out / "grpo" / "config.yaml").read_text()
+    assert str(out / "sft" / "model") in grpo_cfg  # GRPO started from the SFT adapter
+
+
+def test_pipeline_never_sft_skips_it(tiny_model_dir, tmp_path) -> None:
+    out = tmp_path / "pipe"
+    cfg = build_config(
+        PipelineConfig,
+        None,
+        {
+            "model.name": tiny_model_dir,
+            "task.name": "arithmetic",
+            "output_dir": str(out),
+            "num_iterations": 1,
+            "grpo.exploration_batchsize": 2,
+            "grpo.num_generations": 2,
+            "optim.batch_size": 4,
+            "generation.max_new_tokens": 6,
+            "eval.num_examples": 2,
+            "probe.num_prompts": 2,
+            "probe.k": 2,
+            "probe.max_new_tokens": 6,
+            "run_sft": "never",
+        },
+    )
+    summary = run_pipeline(cfg, say=lambda _: None)
+    assert summary["sft_ran"] is False and "after_sft" not in summary
+    assert not (out / "sft").exists()
