@@ -17,6 +17,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from smarttuner.registry import Registry
 from smarttuner.tasks.base import Task
 
 
@@ -27,27 +28,17 @@ class RewardFn(Protocol):
 
 
 RewardFactory = Callable[..., RewardFn]
-_REWARDS: dict[str, RewardFactory] = {}
+_REWARDS: Registry[RewardFactory] = Registry("reward")
+register_reward = _REWARDS.register
+"""Register a reward factory under a name; registering a name twice is an error."""
 
 
 class RewardError(RuntimeError):
     """A reward function raised or returned something unusable (names the reward and sample)."""
 
 
-def register_reward(name: str) -> Callable[[RewardFactory], RewardFactory]:
-    """Register a reward factory under `name`; registering a name twice is an error."""
-
-    def decorator(factory: RewardFactory) -> RewardFactory:
-        if name in _REWARDS:
-            raise ValueError(f"reward {name!r} is already registered")
-        _REWARDS[name] = factory
-        return factory
-
-    return decorator
-
-
 def registered_rewards() -> list[str]:
-    return sorted(_REWARDS)
+    return _REWARDS.names()
 
 
 def import_user_reward(spec: str) -> Callable[..., list[float | None]]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from smarttuner.config import SFTSettings
+from smarttuner.registry import Registry
 from smarttuner.sft.distill import self_distill_records
 from smarttuner.sft.jsonl import jsonl_records
 from smarttuner.sft.records import SFTRecord
@@ -44,17 +45,8 @@ class SourceResult:
 
 
 Source = Callable[[SourceContext], SourceResult]
-_SOURCES: dict[str, Source] = {}
-
-
-def register_source(name: str) -> Callable[[Source], Source]:
-    def decorator(fn: Source) -> Source:
-        if name in _SOURCES:
-            raise ValueError(f"SFT source {name!r} is already registered")
-        _SOURCES[name] = fn
-        return fn
-
-    return decorator
+_SOURCES: Registry[Source] = Registry("SFT source")
+register_source = _SOURCES.register
 
 
 @register_source("programmatic")
@@ -87,6 +79,4 @@ def jsonl_source(ctx: SourceContext) -> SourceResult:
 
 
 def make_records(name: str, ctx: SourceContext) -> SourceResult:
-    if name not in _SOURCES:
-        raise ValueError(f"unknown SFT source {name!r}; use one of {', '.join(sorted(_SOURCES))}")
     return _SOURCES[name](ctx)

@@ -10,21 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from smarttuner.registry import Registry
 from smarttuner.sft.records import SFTRecord, format_target
 from smarttuner.tasks.base import Example
 
 TraceWriter = Callable[[Example], str]
-_WRITERS: dict[str, TraceWriter] = {}
-
-
-def register_trace(task_name: str) -> Callable[[TraceWriter], TraceWriter]:
-    def decorator(fn: TraceWriter) -> TraceWriter:
-        if task_name in _WRITERS:
-            raise ValueError(f"trace writer for {task_name!r} is already registered")
-        _WRITERS[task_name] = fn
-        return fn
-
-    return decorator
+_WRITERS: Registry[TraceWriter] = Registry("trace writer")
+register_trace = _WRITERS.register
 
 
 _SYLLOGISM_RULES = {

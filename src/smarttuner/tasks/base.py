@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from smarttuner.formatting import SYSTEM_PROMPT
+from smarttuner.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -44,23 +45,12 @@ class Task(Protocol):
 
 
 TaskFactory = Callable[..., Task]
-_TASKS: dict[str, TaskFactory] = {}
-
-
-def register_task(name: str) -> Callable[[TaskFactory], TaskFactory]:
-    """Register a task factory under `name`; a second registration of a name is an error."""
-
-    def decorator(factory: TaskFactory) -> TaskFactory:
-        if name in _TASKS:
-            raise ValueError(f"task {name!r} is already registered")
-        _TASKS[name] = factory
-        return factory
-
-    return decorator
+_TASKS: Registry[TaskFactory] = Registry("task")
+register_task = _TASKS.register
 
 
 def registered_tasks() -> list[str]:
-    return sorted(_TASKS)
+    return _TASKS.names()
 
 
 __all__ = ["Example", "Task", "register_task", "registered_tasks", "SYSTEM_PROMPT", "_TASKS"]

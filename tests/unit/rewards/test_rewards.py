@@ -166,7 +166,7 @@ def test_unknown_reward_lists_the_registered_ones() -> None:
 
 
 def test_register_reward_refuses_a_duplicate(monkeypatch) -> None:
-    monkeypatch.setattr(reward_base, "_REWARDS", dict(reward_base._REWARDS))
+    monkeypatch.setattr(reward_base._REWARDS, "_items", dict(reward_base._REWARDS._items))
 
     @register_reward("test_only_reward")
     def factory(task=None, **_):
