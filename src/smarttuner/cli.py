@@ -542,6 +542,33 @@ def _print_reward_model_step(record: dict[str, Any]) -> None:
     )
 
 
+@app.command()
+def bench(
+    output: Annotated[
+        Path | None, typer.Option(help="Write all measurements as JSON here.")
+    ] = None,
+    steps: Annotated[int, typer.Option(help="GRPO steps timed per system.")] = 2,
+    max_new_tokens: Annotated[int, typer.Option()] = 128,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(help="Subset of: rollout, smarttuner, smarttuner-bf16, trl (repeatable)."),
+    ] = None,
+) -> None:
+    """Time a GRPO step (broken down), rollout throughput and peak memory; vs TRL if present."""
+    from smarttuner.bench import BenchSettings, run_bench
+    from smarttuner.bench.report import bench_table
+
+    settings = BenchSettings(steps=steps, max_new_tokens=max_new_tokens)
+    results = _run(
+        run_bench,
+        settings,
+        output,
+        only,
+        say=lambda m: console.print(f"[bold cyan]▶[/] {m}", highlight=False),
+    )
+    console.print(bench_table(results))
+
+
 def main() -> None:
     try:
         app()

@@ -324,12 +324,12 @@ class Tracker:
         self.completions = JsonlWriter(output_dir / COMPLETIONS_FILE)
         info = RunInfo(output_dir, run_name or output_dir.resolve().name, project, config)
         self.backends: dict[str, Backend] = {}
-        try:
-            for name in names:
+        for name in names:
+            try:
                 self.backends[name] = _BACKENDS[name].factory(info)
-        except Exception:
-            self.close()
-            raise
+            except Exception as err:
+                self.close()
+                raise ValueError(f"report_to {name!r} could not start: {err}") from err
         self._count = 0
 
     @property

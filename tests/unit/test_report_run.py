@@ -308,3 +308,37 @@ def test_plot_command_modes(real_run: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["plot", "--compare", *files, "-o", str(out)])
     assert result.exit_code == 0, result.output
     _assert_png(out)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_live_plot_updates_its_window(real_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib.pyplot as plt
+
+    import smarttuner.plots as plots
+
+    plt.switch_backend("agg")  # stands in for a GUI backend: same figure calls, no window
+    monkeypatch.setattr(plots, "interactive_backend", lambda: "agg")
+    live = LivePlot(every=2)
+    records = read_metrics(real_run / "grpo" / "metrics.jsonl")
+    for record in records:
+        live(int(record["step"]), record)
+    assert live.enabled and live._fig is not None
+    reward = live._fig.axes[0]
+    assert len(reward.get_lines()[0].get_xdata()) == 2  # drawn at step 2 (every=2), not 3
+    live.close()
+    plt.close(live._fig)
+
+
+def test_plot_without_arguments_lists_runs_and_asks(
+    real_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("first", "second"):
+        shutil.copytree(
+            real_run / "sft", tmp_path / "runs" / name, ignore=shutil.ignore_patterns("plots")
+        )
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["plot"], input="1\n")
+    assert result.exit_code == 0, result.output
+    assert "1  runs/first" in result.output and "2  runs/second" in result.output
+    assert (tmp_path / "runs" / "first" / "plots" / "sft_loss.png").is_file()
+    assert not (tmp_path / "runs" / "second" / "plots").exists()

@@ -194,3 +194,18 @@ def test_a_failing_backend_is_switched_off_not_fatal(
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [3, 4]  # the file still has everything
     assert math.isclose(json.loads(lines[0])["loss"], 0.25)
+
+
+def test_a_backend_that_cannot_start_is_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    recorder = _Recorder()
+    module = _fake_wandb(recorder)
+
+    def no_login(**kwargs):
+        raise RuntimeError("api_key not configured (no-tty)")
+
+    module.init = no_login
+    _install(monkeypatch, "wandb", module)
+    with pytest.raises(ValueError, match="report_to 'wandb' could not start: api_key"):
+        Tracker(tmp_path, ["tensorboard", "wandb"])

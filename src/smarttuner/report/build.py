@@ -25,6 +25,16 @@ log = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
 CONFIG_FILES = ("pipeline_config.yaml", "config.yaml")
+FIRST_FIGURES = (
+    "grpo_reward.png",
+    "grpo_accuracy.png",
+    "before_after.png",
+    "grpo_reward_components.png",
+    "grpo_loss.png",
+    "grpo_kl.png",
+    "sft_loss.png",
+    "sft_val_metrics.png",
+)
 _FACT_KEYS = (
     "model",
     "task",
@@ -81,15 +91,20 @@ def select_steps(rows: list[dict[str, Any]], max_rows: int) -> list[dict[str, An
     return [r for r in rows if r.get("step") in picks]
 
 
+def _figure_order(path: Path) -> tuple[int, str]:
+    """The figures that answer "is it learning?" first, then the rest by name."""
+    first = FIRST_FIGURES.index(path.name) if path.name in FIRST_FIGURES else len(FIRST_FIGURES)
+    return first, path.name
+
+
 def _stage_plots(stage: Path) -> list[Path]:
-    plots = sorted((stage / "plots").glob("*.png"))
-    if plots:
-        return plots
-    try:
-        return sorted(plot_run(stage))
-    except Exception as err:  # the report still shows everything else
-        log.warning("could not draw the plots of %s: %s", stage, err)
-        return []
+    plots = list((stage / "plots").glob("*.png"))
+    if not plots:
+        try:
+            plots = plot_run(stage)
+        except Exception as err:  # the report still shows everything else
+            log.warning("could not draw the plots of %s: %s", stage, err)
+    return sorted(plots, key=_figure_order)
 
 
 def _health(records: list[dict[str, Any]]) -> tuple[list[tuple[int, list[str]]], int]:

@@ -84,7 +84,9 @@ def results_section(results: dict[str, Any] | None) -> str:
         if both:
             before, after = results["baseline"].get(metric), results["final"].get(metric)
             change = None if before is None or after is None else after - before
-            cls = "" if change is None else (' class="up"' if change > 0 else ' class="down"')
+            cls = ""
+            if change is not None and abs(change) > 1e-12:
+                cls = ' class="up"' if change > 0 else ' class="down"'
             cells += f"<td{cls}>{fmt(change, signed=True)}</td>"
         rows.append(f"<tr><th>{esc(metric)}</th>{cells}</tr>")
     change_col = "<th>change</th>" if both else ""
@@ -253,7 +255,8 @@ figure{margin:0;background:#fff;border:1px solid #dde1e7;padding:6px}
 figure img{width:100%;height:auto}figcaption{color:#667085;font-size:12px}
 pre{white-space:pre-wrap;word-break:break-word;margin:0;font:12px/1.4 ui-monospace,Menlo,
 Consolas,monospace}
-#completions-table{width:100%}#completions-table td:nth-child(2){text-align:left;width:60%}
+#completions-table{width:100%}#completions-table td:nth-child(2),
+#completions-table th:nth-child(2){text-align:left;width:60%}
 tr.prompt td{text-align:left;background:#f0f3f8}summary{cursor:pointer}
 .gold{color:#137a3a;margin-left:10px}.muted{color:#667085}.ok{color:#137a3a}
 ul.health li{margin:3px 0;color:#8a5a00}

@@ -1,11 +1,11 @@
 """Rewards: protocol, registry, built-in rewards and the weighted sum."""
 
-from smarttuner.rewards import verifiable  # noqa: F401  (registers correctness, format)
 from smarttuner.rewards import (  # noqa: F401  (imported to register their rewards)
     embedding,
     math,
     perplexity,
     reward_model,
+    verifiable,
 )
 from smarttuner.rewards.base import (
     RewardError,

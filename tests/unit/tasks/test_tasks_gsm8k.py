@@ -182,3 +182,29 @@ def test_offline_default_falls_back_to_gsm_symbolic(monkeypatch) -> None:
     assert task.is_correct(solution(examples[0].answer), examples[0])
     with pytest.raises(ValueError, match="cannot load openai/gsm8k"):
         GSM8KTask(source="hub").examples(0, 1)
+
+
+def test_without_math_verify_plain_numbers_still_compare(monkeypatch, caplog) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "math_verify", None)  # import fails
+    gsm8k_module.math_verify_functions.cache_clear()
+    try:
+        assert not gsm8k_module.answers_equal("\\frac{15}{2}", "7.5")
+        assert gsm8k_module.answers_equal("1,250", "1250")
+        assert "pip install 'smarttuner[math]'" in caplog.text
+    finally:
+        gsm8k_module.math_verify_functions.cache_clear()
+
+
+def test_parquet_file(tmp_path) -> None:
+    path = tmp_path / "problems.parquet"
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        path.write_bytes(b"PAR1")
+        with pytest.raises(ValueError, match=r"needs pyarrow: pip install 'smarttuner\[data\]'"):
+            GSM8KTask(path=str(path))
+        return
+    rows = [{"question": "2+2?", "answer": "#### 4"}]
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    assert GSM8KTask(path=str(path)).examples(0, 1)[0].answer == "4"

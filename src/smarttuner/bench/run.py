@@ -1,0 +1,80 @@
+"""Run the benchmark workers one after another and compare what they measured."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+from smarttuner.bench.settings import BenchSettings
+from smarttuner.outputs import write_json
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(kind: str, settings: BenchSettings) -> dict[str, Any]:
+    """One measurement in a fresh process; its last `BENCH-RESULT` line is the answer."""
+    cmd = [sys.executable, "-m", "smarttuner.bench.workers", kind, json.dumps(settings.to_dict())]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("BENCH-RESULT ")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"bench worker {kind!r} failed (exit {proc.returncode}): {tail}")
+    return json.loads(lines[-1].removeprefix("BENCH-RESULT "))
+
+
+def trl_available() -> bool:
+    return (
+        importlib.util.find_spec("trl") is not None
+        and importlib.util.find_spec("datasets") is not None
+    )
+
+
+def summarise(results: dict[str, Any]) -> dict[str, Any]:
+    """Ratios between numbers measured in this run."""
+    out: dict[str, Any] = {}
+    roll = results.get("rollout")
+    if roll:
+        out["rollout_speedup_vs_generate"] = (
+            roll["fast"]["tokens_per_second"] / roll["hf"]["tokens_per_second"]
+        )
+    step = {
+        k: mean(x["step_seconds"] for x in v["steps"])
+        for k, v in results.items()
+        if isinstance(v, dict) and isinstance(v.get("steps"), list)
+    }
+    out["mean_step_seconds"] = step
+    if "trl" in step:
+        for k in ("smarttuner", "smarttuner-bf16"):
+            if k in step:
+                out[f"{k}_speedup_vs_trl"] = step["trl"] / step[k]
+    return out
+
+
+def run_bench(
+    settings: BenchSettings,
+    output: Path | None = None,
+    kinds: list[str] | None = None,
+    say: Callable[[str], None] = log.info,
+) -> dict[str, Any]:
+    kinds = kinds or ["rollout", "smarttuner", "smarttuner-bf16"] + (
+        ["trl"] if trl_available() else []
+    )
+    if "trl" in kinds and not trl_available():
+        raise ValueError(
+            "the TRL comparison needs the bench extra: pip install 'smarttuner[bench]'"
+        )
+    results: dict[str, Any] = {"settings": settings.to_dict()}
+    for kind in kinds:
+        say(f"bench: {kind} …")
+        results[kind] = run_worker(kind, settings)
+    results["summary"] = summarise(results)
+    if output is not None:
+        write_json(output, results)
+    return results

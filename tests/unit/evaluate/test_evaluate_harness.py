@@ -1,0 +1,92 @@
+"""`smarttuner eval`: one model, its base, two models side by side; results JSON; the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+from typer.testing import CliRunner
+
+from smarttuner.cli import app
+from smarttuner.evaluate.harness import EvalOptions, base_model_spec, run_evaluation
+
+SMALL = EvalOptions(num_examples=2, max_new_tokens=6, batch_size=4, keep_samples=1)
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tiny_model_dir: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A LoRA adapter on the tiny model with non-zero B, so it changes the outputs."""
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    path = tmp_path_factory.mktemp("adapter")
+    model.save_pretrained(path)
+    return str(path)
+
+
+def test_one_model_greedy_and_pass_at_k(tiny_model_dir: str, tmp_path: Path) -> None:
+    options = EvalOptions(
+        num_examples=2, max_new_tokens=6, batch_size=4, num_samples=3, pass_k=(1, 3)
+    )
+    out = tmp_path / "eval.json"
+    results = run_evaluation(tiny_model_dir, "arithmetic", options, output=out)
+    final = results["final"]
+    assert final["n"] == 2 and 0 <= final["accuracy"] <= 1 and final["mean_length"] > 0
+    assert {"pass@1", "pass@3", "sample_accuracy", "num_samples"} <= set(final)
+    assert final["num_samples"] == 3 and "baseline" not in results
+    saved = json.loads(out.read_text())
+    assert saved["final"] == final and saved["task"] == "arithmetic"
+    assert len(saved["samples"]["final"]) == 2  # keep_samples default 10, only 2 prompts
+
+
+def test_base_model_of_an_adapter(adapter_dir: str, tiny_model_dir: str) -> None:
+    assert base_model_spec(adapter_dir) == tiny_model_dir
+    with pytest.raises(ValueError, match="needs a PEFT adapter directory"):
+        base_model_spec(tiny_model_dir)
+    compared = run_evaluation(adapter_dir, "arithmetic", SMALL, compare_base=True)
+    base_only = run_evaluation(adapter_dir, "arithmetic", SMALL, use_base_model=True)
+    plain = run_evaluation(tiny_model_dir, "arithmetic", SMALL)
+    # the base under the adapter is the tiny model itself: same greedy completions
+    assert base_only["samples"]["final"] == plain["samples"]["final"]
+    assert compared["samples"]["baseline"] == plain["samples"]["final"]
+    assert compared["labels"] == {"baseline": tiny_model_dir, "final": adapter_dir}
+    assert compared["samples"]["final"] != compared["samples"]["baseline"]  # adapter acts
+    with pytest.raises(ValueError, match="not both"):
+        run_evaluation(adapter_dir, "arithmetic", SMALL, compare_to="x", compare_base=True)
+
+
+def test_options_are_checked_before_any_work() -> None:
+    with pytest.raises(ValueError, match="between 1 and the number of samples 2"):
+        EvalOptions(num_samples=2, pass_k=(1, 4))
+    with pytest.raises(ValueError, match="num_examples must be >= 1"):
+        EvalOptions(num_examples=0)
+    with pytest.raises(ValueError, match="unknown task 'nope'"):
+        run_evaluation("does-not-matter", "nope", SMALL)
+
+
+def test_eval_command_writes_a_before_after_table(
+    adapter_dir: str, tiny_model_dir: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "cmp.json"
+    args = [
+        "eval", "--model", adapter_dir, "--compare-to", tiny_model_dir, "--task", "arithmetic",
+        "--num-examples", "2", "--max-new-tokens", "6", "--num-samples", "2", "--pass-k", "1,2",
+        "--device", "cpu", "--output", str(out),
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "pass@2" in result.output and "change" in result.output
+    saved = json.loads(out.read_text())
+    assert set(saved) >= {"baseline", "final", "labels", "samples", "task", "model"}
+    bad = CliRunner().invoke(app, ["eval", "--model", tiny_model_dir, "--pass-k", "one"])
+    assert bad.exit_code == 2 and bad.output.startswith("error:")
+    base = CliRunner().invoke(app, ["eval", "--model", tiny_model_dir, "--use-base-model"])
+    assert base.exit_code == 2 and "adapter" in base.output

@@ -1,0 +1,56 @@
+"""The benchmark: workers measure in their own processes, ratios come from the same run."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from smarttuner.bench import BenchSettings, run_bench
+from smarttuner.bench.report import bench_table
+from smarttuner.bench.run import summarise
+
+
+def test_summary_ratios_by_hand() -> None:
+    results = {
+        "rollout": {"fast": {"tokens_per_second": 300.0}, "hf": {"tokens_per_second": 100.0}},
+        "smarttuner": {"steps": [{"step_seconds": 10.0}, {"step_seconds": 30.0}]},  # mean 20
+        "trl": {"steps": [{"step_seconds": 100.0}, {"step_seconds": 140.0}]},  # mean 120
+    }
+    summary = summarise(results)
+    assert summary["rollout_speedup_vs_generate"] == pytest.approx(3.0)
+    assert summary["smarttuner_speedup_vs_trl"] == pytest.approx(6.0)
+    assert "smarttuner-bf16_speedup_vs_trl" not in summary
+
+
+def _tiny(model_dir: str) -> BenchSettings:
+    return BenchSettings(
+        model=model_dir,
+        task="arithmetic",
+        prompts=2,
+        num_generations=4,
+        max_new_tokens=6,
+        batch_size=4,
+        steps=2,
+    )
+
+
+def test_bench_workers_on_the_tiny_model(tiny_model_dir, tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    results = run_bench(_tiny(tiny_model_dir), out, ["rollout", "smarttuner"], say=lambda _: None)
+    assert out.is_file()
+    assert len(results["smarttuner"]["steps"]) == 2
+    step = results["smarttuner"]["steps"][0]
+    assert {"time/generate", "time/logprobs", "time/train", "step_seconds"} <= set(step)
+    assert results["rollout"]["greedy_identical"] is True
+    assert results["rollout"]["fast"]["tokens"] == 2 * 4 * 6  # no stop string: full budget
+    assert results["smarttuner"]["peak_rss_mb"] > 0
+    assert "rollout_speedup_vs_generate" in results["summary"]
+    assert bench_table(results).row_count >= 3
+
+
+@pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="bench extra (trl) absent")
+def test_trl_worker_on_the_tiny_model(tiny_model_dir) -> None:
+    results = run_bench(_tiny(tiny_model_dir), None, ["smarttuner", "trl"], say=lambda _: None)
+    assert len(results["trl"]["steps"]) == 2
+    assert results["summary"]["smarttuner_speedup_vs_trl"] > 0
