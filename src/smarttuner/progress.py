@@ -62,10 +62,14 @@ def health_notes(
         notes.append("the loss is not finite: the update was skipped — lower the learning rate")
     flat = _value(record, "zero_std_fraction")
     if flat is not None and flat >= 1.0:
-        notes.append(
-            "all groups had equal rewards: no learning signal — consider SFT warm-up or a "
-            "higher temperature"
+        fmt = _value(record, "format_rate")
+        remedy = (
+            "consider SFT warm-up or a higher temperature"
+            if fmt is None or fmt < 0.5
+            else "every group was all right or all wrong — raise the temperature or G, or use "
+            "harder prompts"
         )
+        notes.append(f"all groups had equal rewards: no learning signal — {remedy}")
     elif flat is not None and flat >= t.flat_groups_most:
         notes.append(
             f"{flat:.0%} of groups had equal rewards: little learning signal — a higher "
