@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import safetensors.torch
 import torch
+from safetensors import SafetensorError
 
 from smarttuner.grpo.buffer import Experience
 
@@ -131,13 +132,11 @@ def remove_temporary(root: Path) -> None:
                 shutil.rmtree(p, ignore_errors=True)
 
 
-def write_checkpoint(
-    root: Path, iteration: int, fill: Callable[[Path], None], keep: int
-) -> Path:
+def write_checkpoint(root: Path, iteration: int, fill: Callable[[Path], None], keep: int) -> Path:
     """Let `fill` write a checkpoint's files into a temporary folder, add the manifest, fsync,
     rename it to `checkpoint-<iteration>` and keep the newest `keep` checkpoints.
 
-    Any OSError (a full disk …) removes the temporary folder and becomes one CheckpointError
+    Any I/O error (a full disk …) removes the temporary folder and becomes one CheckpointError
     line; the previous checkpoints are never touched before the new one is in place."""
     final = root / checkpoint_name(iteration)
     tmp: Path | None = None
@@ -153,10 +152,10 @@ def write_checkpoint(
             final.rename(old)
         tmp.rename(final)
         _fsync_dir(root)
-    except OSError as err:
+    except (OSError, SafetensorError) as err:  # safetensors reports I/O errors as its own type
         previous = latest_checkpoint(root)
         kept = f"the previous checkpoint {previous} is intact" if previous else "none was saved"
-        reason = err.strerror or str(err)
+        reason = getattr(err, "strerror", None) or str(err)
         raise CheckpointError(
             f"could not write checkpoint {iteration} under {root}: {reason}; {kept}"
         ) from err
@@ -243,6 +242,36 @@ def read_json_file(path: Path) -> Any:
 
 def _cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+
+
+# --- model weights -----------------------------------------------------------------------------
+
+
+def load_model_weights(model: torch.nn.Module, folder: Path) -> None:
+    """Load a checkpoint's `model/` (written by `models.save_model`) into the live model: the
+    trained adapter of a PEFT model, or every weight of a full model (tied copies excepted)."""
+    from peft import PeftModel, set_peft_model_state_dict
+
+    if isinstance(model, PeftModel):
+        weights = load_tensors(folder / "adapter_model.safetensors")
+        result = set_peft_model_state_dict(model, weights, adapter_name="default")
+        if result.unexpected_keys:
+            raise CheckpointError(
+                f"{folder}: adapter weights {result.unexpected_keys[:3]} do not fit this model"
+            )
+        return
+    weights: dict[str, torch.Tensor] = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        weights.update(load_tensors(file))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    live = model.state_dict()
+    loaded_ptrs = {live[k].data_ptr() for k in weights if k in live}
+    untied = [k for k in missing if live[k].data_ptr() not in loaded_ptrs]
+    if unexpected or untied:
+        raise CheckpointError(
+            f"{folder}: weights do not fit this model (missing {untied[:3]}, "
+            f"unexpected {unexpected[:3]})"
+        )
 
 
 # --- optimizer and scheduler ---------------------------------------------------------------

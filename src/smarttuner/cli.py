@@ -39,6 +39,9 @@ SetOpt = Annotated[
 ModelOpt = Annotated[str | None, typer.Option(help="Hub id, local dir, or smollm2-135m-instruct.")]
 TaskOpt = Annotated[str | None, typer.Option(help="Task name (registered or reasoning-gym).")]
 OutOpt = Annotated[Path | None, typer.Option("--output-dir", "-o", help="Run output directory.")]
+ResumeOpt = Annotated[
+    bool, typer.Option(help="Continue from the newest complete checkpoint in the output dir.")
+]
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -103,6 +106,7 @@ def grpo(
     dtype: Annotated[str | None, typer.Option(help="auto|float32|bfloat16|float16")] = None,
     lora: Annotated[bool | None, typer.Option("--lora/--full", help="LoRA or full FT.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Reuse a non-empty output dir.")] = False,
+    resume: ResumeOpt = False,
     set_: SetOpt = None,
 ) -> None:
     """Train a model with GRPO on a task (see configs/ for recipes)."""
@@ -120,6 +124,7 @@ def grpo(
         "model.dtype": dtype,
         "lora.enabled": lora,
         "overwrite": overwrite or None,
+        "resume": resume or None,
     }
     cfg = _run(build_config, GRPOConfig, config, _overrides(set_, named))
     with GRPOProgress(console, cfg.num_iterations) as progress:
@@ -213,16 +218,18 @@ def pipeline(
     lora: LoraOpt = None,
     run_sft: Annotated[str | None, typer.Option(help="auto|always|never")] = None,
     overwrite: OverwriteOpt = False,
+    resume: ResumeOpt = False,
     set_: SetOpt = None,
 ) -> None:
     """Probe → baseline eval → SFT (when needed) → eval → GRPO → eval → plots."""
     from smarttuner.pipeline import run_pipeline
     from smarttuner.progress import GRPOProgress
 
+    # --resume reuses the pipeline's folder; its GRPO stage continues from its checkpoint
     named = _common(
-        model, task, output_dir, dataset_seed, eval_seed, device, dtype, lora, overwrite
+        model, task, output_dir, dataset_seed, eval_seed, device, dtype, lora, overwrite or resume
     )
-    named.update({"num_iterations": num_iterations, "run_sft": run_sft})
+    named.update({"num_iterations": num_iterations, "run_sft": run_sft, "resume": resume or None})
     cfg = _run(build_config, PipelineConfig, config, _overrides(set_, named))
 
     def say(message: str) -> None:

@@ -45,6 +45,11 @@ class ModelConfig(_Section):
         description="Run matmuls in this dtype under torch.autocast (weights stay in `dtype`); "
         "bfloat16 is ~2x faster training on CPUs with AVX512-BF16/AMX (see docs/RESULTS.md).",
     )
+    load_in_4bit: bool = Field(
+        False,
+        description="QLoRA (Dettmers et al. 2023): load the base weights as 4-bit NF4 through "
+        "bitsandbytes (CUDA GPU, extra smarttuner[qlora]) and train LoRA on top; see docs/gpu.md.",
+    )
 
 
 class LoraSettings(_Section):
@@ -87,10 +92,11 @@ class GenerationSettings(_Section):
     stop_at_answer: bool = Field(
         True, description="Stop a completion at '</answer>' as well as EOS."
     )
-    engine: Literal["auto", "fast", "hf"] = Field(
+    engine: Literal["auto", "fast", "hf", "vllm"] = Field(
         "auto",
         description="Rollout engine: 'fast' (SmartTuner's KV-cache decode loop, one prefill per "
-        "group), 'hf' (transformers generate); auto = fast.",
+        "group), 'hf' (transformers generate), 'vllm' (vLLM on one CUDA GPU, extra "
+        "smarttuner[vllm]; see docs/gpu.md); auto = fast.",
     )
 
 
@@ -174,11 +180,43 @@ class GRPOConfig(_Section):
     log_completions_every: int = Field(
         1, ge=0, description="Write sample completions every N iterations (0: never)."
     )
+    checkpoint_every: int = Field(
+        5,
+        ge=0,
+        description="Save a resumable checkpoint every N iterations (0: only when interrupted "
+        "or when a reward or task fails).",
+    )
+    keep_checkpoints: int = Field(
+        2, ge=1, description="Complete checkpoints kept; older ones are deleted after a save."
+    )
+    resume: bool | Literal["auto"] = Field(
+        False,
+        description="Continue from the newest complete checkpoint in output_dir/checkpoints: "
+        "true (one must exist), auto (when one exists, else start fresh), false (start fresh).",
+    )
+    max_nonfinite_in_a_row: int = Field(
+        3,
+        ge=1,
+        description="Non-finite losses or gradient norms in a row (each skips its update) "
+        "before the run stops, keeping its last good checkpoint.",
+    )
+    sampling_shards: int = Field(
+        0,
+        ge=0,
+        description="Split each iteration's prompts into this many shards, each sampled with its "
+        "own seed (0: one per process). Runs with the same value draw the same completions on "
+        "any number of processes that divides it.",
+    )
 
     @model_validator(mode="after")
     def _check_combinations(self) -> GRPOConfig:
         g = self.grpo
         per_iteration = g.exploration_batchsize * g.num_generations
+        if self.sampling_shards and g.exploration_batchsize % self.sampling_shards:
+            raise ValueError(
+                f"sampling_shards={self.sampling_shards} must divide "
+                f"grpo.exploration_batchsize={g.exploration_batchsize} (groups stay whole)"
+            )
         if per_iteration % self.optim.batch_size:
             raise ValueError(
                 f"optim.batch_size={self.optim.batch_size} must divide exploration_batchsize × "

@@ -3,7 +3,10 @@ and exits non-zero instead of showing a traceback."""
 
 from __future__ import annotations
 
+from smarttuner.checkpoint import CheckpointError, RunInterrupted
 from smarttuner.config import ConfigError
+from smarttuner.distributed import DistributedError, PeerFailure
+from smarttuner.grpo.checkpoint import TaskError
 from smarttuner.grpo.optimize import NonFiniteLossError
 from smarttuner.models import ModelLoadError
 from smarttuner.outputs import OutputDirError
@@ -16,7 +19,12 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     OutputDirError,
     PromptTooLongError,
     RewardError,
+    TaskError,
     NonFiniteLossError,
+    CheckpointError,
+    RunInterrupted,
+    DistributedError,
+    PeerFailure,
     ValueError,
     FileNotFoundError,
     OSError,

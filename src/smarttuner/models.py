@@ -141,10 +141,13 @@ def is_adapter_dir(path: str) -> bool:
     return (Path(path) / ADAPTER_CONFIG).is_file()
 
 
-def _load_base(path: str, cfg: ModelConfig, dtype: torch.dtype) -> PreTrainedModel:
+def _load_base(
+    path: str, cfg: ModelConfig, dtype: torch.dtype, device: torch.device | None = None
+) -> PreTrainedModel:
+    extra = four_bit_kwargs(path, dtype, device) if cfg.load_in_4bit else {}
     try:
         return AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, trust_remote_code=cfg.trust_remote_code
+            path, dtype=dtype, trust_remote_code=cfg.trust_remote_code, **extra
         )
     except (OSError, ValueError) as err:
         if Path(path).exists():
@@ -176,12 +179,20 @@ def load_model(
 
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
+    if cfg.load_in_4bit:
+        lora_on = lora is not None and lora.enabled
+        check_4bit(
+            cfg.name,
+            device,
+            full_finetune=trainable and not lora_on and not is_adapter_dir(cfg.name),
+        )
     path = resolve_model_path(cfg.name)
     if is_adapter_dir(path):
         from peft import PeftConfig
 
         base_name = PeftConfig.from_pretrained(path).base_model_name_or_path
-        base = _load_base(resolve_model_path(base_name), cfg, dtype)
+        base = _load_base(resolve_model_path(base_name), cfg, dtype, device)
+        base = prepare_4bit_for_training(base) if cfg.load_in_4bit and trainable else base
         model = PeftModel.from_pretrained(base, path, is_trainable=trainable)
         tokenizer = load_tokenizer(
             path
@@ -190,12 +201,88 @@ def load_model(
             cfg.trust_remote_code,
         )
     else:
-        model = _load_base(path, cfg, dtype)
+        model = _load_base(path, cfg, dtype, device)
         tokenizer = load_tokenizer(path, cfg.trust_remote_code)
         if trainable and lora is not None and lora.enabled:
+            model = prepare_4bit_for_training(model) if cfg.load_in_4bit else model
             model = add_lora(model, lora)
     model.config.pad_token_id = tokenizer.pad_token_id
+    if cfg.load_in_4bit:  # already placed by bitsandbytes; 4-bit models refuse .to()
+        return model, tokenizer
     return model.to(device), tokenizer
+
+
+def bitsandbytes_available() -> bool:
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
+def _is_bundled(name_or_path: str) -> bool:
+    if name_or_path == BUNDLED_MODEL:
+        return True
+    return Path(name_or_path).resolve() == (cache_dir() / "models" / BUNDLED_MODEL).resolve()
+
+
+def _refuse_bundled_4bit(name_or_path: str) -> None:
+    if _is_bundled(name_or_path):
+        raise ModelLoadError(
+            f"model.load_in_4bit is refused for the bundled '{BUNDLED_MODEL}': its weights were "
+            "already 4-bit (a Q4_1 GGUF de-quantised to float), so NF4 would round them a second "
+            "time to save ~0.2 GB; train it without load_in_4bit, or use a full-precision "
+            "checkpoint such as HuggingFaceTB/SmolLM2-135M-Instruct"
+        )
+
+
+def check_4bit(name: str, device: torch.device, full_finetune: bool) -> None:
+    """Refuse `model.load_in_4bit` where it cannot work, before anything is loaded."""
+    if full_finetune:
+        raise ModelLoadError(
+            "model.load_in_4bit needs LoRA (QLoRA): 4-bit base weights cannot be trained, so "
+            "full fine-tuning (lora.enabled: false / --full) is refused; enable LoRA or drop "
+            "load_in_4bit"
+        )
+    _refuse_bundled_4bit(name)
+    if device.type != "cuda":
+        raise ModelLoadError(
+            f"model.load_in_4bit needs a CUDA GPU (bitsandbytes 4-bit), but the device is "
+            f"{device.type!r}; drop load_in_4bit on this machine"
+        )
+    if not bitsandbytes_available():
+        raise ModelLoadError(
+            "model.load_in_4bit needs bitsandbytes: pip install 'smarttuner[qlora]'"
+        )
+
+
+def bnb_4bit_config(dtype: torch.dtype):
+    """QLoRA's quantisation (Dettmers et al. 2023): NF4 weights, double-quantised constants,
+    matmuls in the run's half dtype (bfloat16 unless the GPU only has float16)."""
+    from transformers import BitsAndBytesConfig
+
+    compute = dtype if dtype in (torch.bfloat16, torch.float16) else torch.bfloat16
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=compute,
+        bnb_4bit_use_double_quant=True,
+    )
+
+
+def four_bit_kwargs(path: str, dtype: torch.dtype, device: torch.device | None) -> dict:
+    """`from_pretrained` arguments that load `path` in 4 bit on the (CUDA) `device`."""
+    _refuse_bundled_4bit(path)  # an adapter trained on the bundled model names its cache folder
+    index = device.index if device is not None and device.index is not None else None
+    return {
+        "quantization_config": bnb_4bit_config(dtype),
+        "device_map": {"": torch.cuda.current_device() if index is None else index},
+    }
+
+
+def prepare_4bit_for_training(model: PreTrainedModel) -> PreTrainedModel:
+    """peft's k-bit preparation (frozen base, norms in float32, input grads for the adapter).
+    Gradient checkpointing stays off: 135M-600M models fit without it, and it would disable
+    the KV cache the rollout engines decode with."""
+    from peft import prepare_model_for_kbit_training
+
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
 
 def add_lora(model: PreTrainedModel, lora: LoraSettings) -> PreTrainedModel:

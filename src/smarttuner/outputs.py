@@ -13,13 +13,15 @@ class OutputDirError(FileExistsError):
     """An output directory that holds files and may not be overwritten."""
 
 
-def prepare_output_dir(path: Path, overwrite: bool) -> Path:
-    """Create `path`; a non-empty existing directory needs `overwrite` (checked before any work)."""
+def prepare_output_dir(path: Path, overwrite: bool, resume: bool = False) -> Path:
+    """Create `path`; a non-empty existing directory needs `overwrite` or `resume` (a run that
+    continues from its own checkpoint). Checked before any work."""
     if path.exists() and not path.is_dir():
         raise OutputDirError(f"output path {path} exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
+    if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
         raise OutputDirError(
-            f"output directory {path} is not empty; pass --overwrite to reuse it or pick another"
+            f"output directory {path} is not empty; pass --overwrite to start over, --resume to "
+            "continue its run from a checkpoint, or pick another"
         )
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -1,10 +1,16 @@
 """One training pass over minibatches drawn from the experience buffer: forward, GRPO loss,
-backward, gradient accumulation, clipping and optimizer steps, with a non-finite guard."""
+backward, gradient accumulation, clipping and optimizer steps, with a non-finite guard.
+
+A minibatch skipped for a non-finite loss (or an empty one: a process with no experience for
+that slot) still fills its place in the accumulation window, so windows close at the same
+minibatch on every process; a window where nothing contributed takes no step.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +48,12 @@ class OptimState:
     window_tokens: float = 0.0  # completion tokens accumulated in the open window (dapo)
     nonfinite_in_a_row: int = 0
     optimizer_steps: int = 0
+    contributed: int = 0  # minibatches of the open window whose gradients were accumulated
+
+
+# Averages (sums, when the bool is False) the trainable gradients and the window counts in
+# OptimState across processes before a step; see smarttuner.distributed.
+GradSync = Callable[[list[torch.nn.Parameter], OptimState, bool], None]
 
 
 def _windows(
@@ -63,8 +75,11 @@ def train_pass(
     settings: LossSettings,
     state: OptimState,
     pad_id: int,
+    sync: GradSync | None = None,
 ) -> dict[str, float]:
-    """Train on `batches`; returns mean loss, policy loss, KL, clip fraction, last grad norm."""
+    """Train on `batches`; returns mean loss, policy loss, KL, clip fraction, last grad norm.
+
+    `sync` (several processes) all-reduces the gradients before each optimizer step."""
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     sums = {"loss": 0.0, "policy_loss": 0.0, "kl": 0.0, "clip_fraction": 0.0}
@@ -73,6 +88,9 @@ def train_pass(
     k = settings.gradient_accumulation_steps
     for window in _windows(batches, k, state.accumulated):
         for items in window:
+            if not items:  # nothing for this slot on this process
+                state.accumulated += 1
+                continue
             mb = collate(items, pad_id)
             logprobs = completion_logprobs(
                 model,
@@ -102,6 +120,7 @@ def train_pass(
             mb_tokens = float(mb.completion_mask.sum())
             scale = 1.0 if settings.loss_type == "dapo" else 1.0 / k
             if not torch.isfinite(out.loss):
+                state.accumulated += 1
                 _nonfinite(state, settings, "loss")
                 continue
             (out.loss * scale).backward()
@@ -111,9 +130,10 @@ def train_pass(
                 value = float(getattr(out, key).detach())
                 sums[key] += value / mb_tokens if per_token and "loss" in key else value
             state.accumulated += 1
+            state.contributed += 1
             state.window_tokens += mb_tokens
         if state.accumulated >= k:
-            grad_norm = _step(model, optimizer, scheduler, params, settings, state)
+            grad_norm = _step(model, optimizer, scheduler, params, settings, state, sync)
     n = max(seen, 1)
     return {
         **{k_: v / n for k_, v in sums.items()},
@@ -132,7 +152,16 @@ def _nonfinite(state: OptimState, settings: LossSettings, what: str) -> None:
         )
 
 
-def _step(model, optimizer, scheduler, params, settings: LossSettings, state: OptimState) -> float:
+def _step(
+    model, optimizer, scheduler, params, settings: LossSettings, state: OptimState, sync=None
+) -> float:
+    if sync is not None:
+        sync(params, state, settings.loss_type != "dapo")
+    if not state.contributed:  # every minibatch of the window was skipped: nothing to apply
+        optimizer.zero_grad(set_to_none=True)
+        state.accumulated = 0
+        state.window_tokens = 0.0
+        return float("nan")
     if settings.loss_type == "dapo":
         for p in params:
             if p.grad is not None:
@@ -140,6 +169,7 @@ def _step(model, optimizer, scheduler, params, settings: LossSettings, state: Op
     norm = float(torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm))
     state.accumulated = 0
     state.window_tokens = 0.0
+    state.contributed = 0
     if not math.isfinite(norm):
         optimizer.zero_grad(set_to_none=True)
         _nonfinite(state, settings, "gradient norm")

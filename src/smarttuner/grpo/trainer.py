@@ -1,6 +1,15 @@
 """The GRPO run: set-up, the iteration loop (collect experience → train on the buffer → log →
-evaluate), and the final save. Algorithm pieces live in advantages.py, loss.py, buffer.py,
-experience.py and optimize.py; this file only wires them together.
+evaluate → checkpoint), and the final save. Algorithm pieces live in advantages.py, loss.py,
+buffer.py, experience.py and optimize.py; what a checkpoint holds in grpo/checkpoint.py (its
+files in smarttuner.checkpoint); how the work splits over several processes in
+smarttuner.distributed. This file wires them.
+
+Never losing a run: a checkpoint every `checkpoint_every` iterations and when SIGINT/SIGTERM
+arrives (the iteration in progress finishes first); a reward or task that raises while
+experience is collected leaves the state of the previous iteration untouched, which is saved
+before the error is reported; a non-finite streak stops the run without saving, so the last
+good checkpoint is the newest. Checkpoints are written only at iteration ends; an accumulation
+window still open there is saved with its partial gradients, so a resumed run is the same run.
 """
 
 from __future__ import annotations
@@ -9,9 +18,10 @@ import copy
 import logging
 import math
 import random
+import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +30,31 @@ import torch
 from transformers import PreTrainedModel, get_scheduler
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
+from smarttuner import checkpoint as ckpt
 from smarttuner.config import GRPOConfig, dump_config
+from smarttuner.distributed import (
+    Dist,
+    PeerFailure,
+    check_divisible,
+    combine_means,
+    derive_seed,
+    init_distributed,
+    merge_iteration,
+    scale_by_batch_std,
+    sharded_engine,
+)
 from smarttuner.evaluate import EvalResult, evaluate_task
 from smarttuner.formatting import ANSWER_CLOSE
 from smarttuner.grpo.buffer import ExperienceBuffer
-from smarttuner.grpo.experience import CollectSettings, collect_experience
+from smarttuner.grpo.checkpoint import (
+    GuardedTask,
+    check_resumable,
+    restore_run,
+    resume_point,
+    save_run,
+    saved_on_failure,
+)
+from smarttuner.grpo.experience import Collected, CollectSettings, collect_experience
 from smarttuner.grpo.optimize import LossSettings, OptimState, train_pass
 from smarttuner.models import (
     attach_reference_adapter,
@@ -47,6 +77,7 @@ from smarttuner.tracking import COMPLETIONS_FILE, METRICS_FILE, Tracker
 log = logging.getLogger(__name__)
 
 StepCallback = Callable[[int, dict[str, Any]], None]
+SAMPLING, SHUFFLE = 1, 2  # purposes mixed into derived seeds
 
 
 @dataclass
@@ -133,12 +164,19 @@ def reference_model(model: PreTrainedModel, cfg: GRPOConfig) -> PreTrainedModel 
     return ref
 
 
-def run_eval(model, tokenizer, data: RunData, cfg: GRPOConfig, keep: int = 0):
+def run_eval(
+    model: PreTrainedModel,
+    tokenizer: Tokenizer,
+    data: RunData,
+    cfg: GRPOConfig,
+    keep: int = 0,
+    examples: list[Example] | None = None,
+) -> EvalResult:
     return evaluate_task(
         model,
         tokenizer,
         data.task,
-        data.eval,
+        data.eval if examples is None else examples,
         max_new_tokens=cfg.eval.max_new_tokens or cfg.generation.max_new_tokens,
         batch_size=cfg.eval.batch_size,
         engine=cfg.generation.engine,
@@ -148,7 +186,7 @@ def run_eval(model, tokenizer, data: RunData, cfg: GRPOConfig, keep: int = 0):
 
 @dataclass
 class GRPORun:
-    """Everything one GRPO run holds between iterations (the unit a checkpoint will save)."""
+    """Everything one GRPO run holds between iterations (the unit a checkpoint saves)."""
 
     cfg: GRPOConfig
     out: Path
@@ -160,23 +198,49 @@ class GRPORun:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     buffer: ExperienceBuffer
-    generator: torch.Generator
+    generator: torch.Generator  # minibatch shuffling (sampling seeds are derived per iteration)
     sampling: SamplingParams
     collect: CollectSettings
     loss: LossSettings
-    tracker: Tracker
+    tracker: Tracker | None  # None on processes other than the main one
     state: OptimState = field(default_factory=OptimState)
     cursor: int = 0
     on_step: StepCallback | None = None
+    dist: Dist = field(default_factory=Dist)
+    shards: int = 1  # sampling shards per iteration, over all processes
+    completed: int = 0  # the last iteration whose effects the run holds
+    saved: int = -1  # the iteration of the newest checkpoint written or resumed from
+    dirty: bool = False  # training has touched the state since `completed`: not saveable
+    eval_pending: bool = False  # the evaluation due after `completed` has not run yet
+    train_seconds: float = 0.0
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.out / ckpt.CHECKPOINTS_DIR
 
     def report(self, step: int, record: dict[str, Any]) -> None:
-        self.tracker.log(record)
-        if self.on_step:
-            self.on_step(step, record)
+        if self.tracker is not None:
+            self.tracker.log(record)
+            if self.on_step:
+                self.on_step(step, record)
 
     def evaluate(self, step: int, keep: int = 0) -> EvalResult:
-        with self.autocast():
-            result = run_eval(self.model, self.tokenizer, self.data, self.cfg, keep)
+        """Greedy eval on the held-out set (split across processes, combined)."""
+        d = self.dist
+        examples = self.data.eval[d.rank :: d.world_size]
+        result, failed = None, None
+        try:
+            with self.autocast():
+                result = run_eval(self.model, self.tokenizer, self.data, self.cfg, keep, examples)
+        except Exception as err:
+            failed = err
+        if d.any(failed is not None):
+            raise failed or PeerFailure(f"another process failed evaluating at step {step}")
+        if d.active:
+            means = {k: v for k, v in result.metrics().items() if k != "n"}
+            merged = combine_means(d, means, result.n)
+            result = replace(result, **merged, n=len(self.data.eval))
         self.report(step, {"phase": "eval", "step": step, "split": "eval", **result.metrics()})
         return result
 
@@ -192,8 +256,47 @@ class GRPORun:
     def iteration(self, iteration: int, start: float) -> dict[str, Any]:
         """Collect experience, train on the buffer, log; returns the step record."""
         t_step = time.perf_counter()
+        snapshot = (self.cursor, *ckpt.rng_state(self.generator))
+        collected, failed = None, None
+        try:
+            collected = self._collect(iteration)
+        except Exception as err:
+            failed = err
+        if self.dist.any(failed is not None):  # state is still that of the last iteration
+            self.cursor = snapshot[0]
+            ckpt.restore_rng(snapshot[1], snapshot[2], self.generator)
+            raise failed or PeerFailure(f"another process failed in iteration {iteration}")
+        if self.dist.active and self.cfg.grpo.scale_rewards == "batch":
+            collected = scale_by_batch_std(self.dist, collected, self.cfg.grpo.advantage_epsilon)
+        self.dirty = True
+        with self.autocast():
+            self.buffer.add(collected.experiences)
+            t0 = time.perf_counter()
+            train_stats = self.train_on_buffer(len(collected.experiences))
+        t_train = time.perf_counter() - t0
+        stats, rewards, advantages, samples = merge_iteration(self.dist, collected, train_stats)
+        record = {
+            "phase": "grpo",
+            "step": iteration,
+            **stats,
+            "time/train": t_train,
+            "lr": self.scheduler.get_last_lr()[0],
+            "step_seconds": time.perf_counter() - t_step,
+            "elapsed_seconds": time.perf_counter() - start,
+            "rewards": rewards,
+            "advantages": advantages,
+        }
+        self.report(iteration, record)
+        every = self.cfg.log_completions_every
+        if every and iteration % every == 0 and self.tracker is not None:
+            self.tracker.log_completions(iteration, samples)
+        self.completed, self.dirty = iteration, False
+        return record
+
+    def _collect(self, iteration: int) -> Collected:
         examples = self.next_prompts()
-        questions = [e.question for e in examples]
+        mine = examples[self.dist.shard_range(len(examples))]
+        questions = [e.question for e in mine]
         system = self.data.task.system_prompt
         texts = [render_prompt(self.tokenizer, q, system) for q in questions]
         prompt_ids = encode_prompts(
@@ -203,49 +306,43 @@ class GRPORun:
             self.sampling.max_new_tokens,
             context_length(self.model),
         )
+        per_process = self.shards // self.dist.world_size
+        first = self.dist.rank * per_process
+        seeds = [
+            derive_seed(self.cfg.seed, SAMPLING, iteration, s)
+            for s in range(first, first + per_process)
+        ]
+        engine = sharded_engine(get_engine(self.cfg.generation.engine), seeds)
         with self.autocast():
-            collected = collect_experience(
+            return collect_experience(
                 self.model,
                 self.ref_model,
                 self.tokenizer,
-                get_engine(self.cfg.generation.engine),
+                engine,
                 self.data.task,
                 self.rewards,
-                examples,
+                mine,
                 prompt_ids,
                 texts,
                 self.sampling,
                 self.collect,
                 iteration,
-                self.generator,
+                None,
             )
-            self.buffer.add(collected.experiences)
-            t0 = time.perf_counter()
-            train_stats = self.train_on_buffer(len(collected.experiences))
-        record = {
-            "phase": "grpo",
-            "step": iteration,
-            **train_stats,
-            **collected.stats,
-            "time/train": time.perf_counter() - t0,
-            "lr": self.scheduler.get_last_lr()[0],
-            "step_seconds": time.perf_counter() - t_step,
-            "elapsed_seconds": time.perf_counter() - start,
-            "rewards": collected.rewards,
-            "advantages": collected.advantages,
-        }
-        self.report(iteration, record)
-        every = self.cfg.log_completions_every
-        if every and iteration % every == 0:
-            self.tracker.log_completions(iteration, collected.samples)
-        return record
 
     def train_on_buffer(self, fresh: int) -> dict[str, float]:
-        if not len(self.buffer) or not fresh:
+        """μ passes of ceil(fresh / batch_size) minibatches; counts are global, so every process
+        draws as many minibatches (of batch_size / W of its own completions) as the others."""
+        total = int(self.dist.sum(fresh)) if self.dist.active else fresh
+        if not total:
             return {}
         size = self.cfg.optim.batch_size
-        num_batches = self.cfg.grpo.mu * math.ceil(fresh / size)
-        batches = self.buffer.minibatches(num_batches, size, self.generator)
+        num_batches = self.cfg.grpo.mu * math.ceil(total / size)
+        local = size // self.dist.world_size
+        if len(self.buffer):
+            batches = self.buffer.minibatches(num_batches, local, self.generator)
+        else:
+            batches = [[] for _ in range(num_batches)]
         return train_pass(
             self.model,
             self.optimizer,
@@ -254,7 +351,12 @@ class GRPORun:
             self.loss,
             self.state,
             self.tokenizer.pad_token_id,
+            sync=self.dist.sync_gradients if self.dist.active else None,
         )
+
+    def save_checkpoint(self) -> Path | None:
+        """Save iteration `completed` (collective: every process sends its own state)."""
+        return save_run(self)
 
 
 def setup_run(
@@ -262,10 +364,22 @@ def setup_run(
     on_step: StepCallback | None = None,
     model: PreTrainedModel | None = None,
     tokenizer: Tokenizer | None = None,
+    dist: Dist | None = None,
 ) -> GRPORun:
-    """Validate, load and build everything; fails on bad input before any expensive work."""
-    out = prepare_output_dir(Path(cfg.output_dir), cfg.overwrite)
+    """Validate, load and build everything (and resume, when asked); fails on bad input before
+    any expensive work."""
+    dist = dist or Dist()
+    out = Path(cfg.output_dir)
+    root = out / ckpt.CHECKPOINTS_DIR
+    start_from = resume_point(cfg, root)
+    prepare_output_dir(out, cfg.overwrite, resume=start_from is not None)
+    shards = check_divisible(
+        dist.world_size, cfg.grpo.exploration_batchsize, cfg.optim.batch_size, cfg.sampling_shards
+    )
+    if start_from is not None:
+        check_resumable(start_from, cfg, dist, shards)
     data = prepare_data(cfg)
+    data.task = GuardedTask(data.task)
     rewards = build_rewards(cfg, data.task)
     get_engine(cfg.generation.engine)
     seed_everything(cfg.seed)
@@ -282,8 +396,30 @@ def setup_run(
         cfg.generation.max_new_tokens,
         context_length(model),
     )
-    reset_run_files(out, [METRICS_FILE, COMPLETIONS_FILE])
-    dump_config(cfg, out / "config.yaml")
+    dist.barrier()  # every process has checked the output folder before anything is written
+    if dist.is_main:
+        if start_from is None:
+            reset_run_files(out, [METRICS_FILE, COMPLETIONS_FILE])
+            shutil.rmtree(root, ignore_errors=True)  # an earlier run's checkpoints
+        ckpt.remove_temporary(root)
+        dump_config(cfg, out / "config.yaml")
+    run = _build_run(cfg, out, data, rewards, model, tokenizer, dist, shards)
+    run.on_step = on_step
+    if start_from is not None:
+        restore_run(run, start_from)
+    return run
+
+
+def _build_run(
+    cfg: GRPOConfig,
+    out: Path,
+    data: RunData,
+    rewards: list[NamedReward],
+    model: PreTrainedModel,
+    tokenizer: Tokenizer,
+    dist: Dist,
+    shards: int,
+) -> GRPORun:
     g, o = cfg.grpo, cfg.optim
     per_iter = g.exploration_batchsize * g.num_generations
     per_pass = math.ceil(per_iter / o.batch_size)
@@ -309,8 +445,8 @@ def setup_run(
         rewards=rewards,
         optimizer=optimizer,
         scheduler=scheduler,
-        buffer=ExperienceBuffer(g.buffer_size),
-        generator=torch.Generator().manual_seed(cfg.seed),
+        buffer=ExperienceBuffer(g.buffer_size // dist.world_size),
+        generator=torch.Generator().manual_seed(derive_seed(cfg.seed, SHUFFLE, dist.rank)),
         sampling=SamplingParams(
             gen.max_new_tokens,
             gen.temperature,
@@ -319,7 +455,8 @@ def setup_run(
         ),
         collect=CollectSettings(
             g.num_generations,
-            g.scale_rewards,
+            # several processes: centred here, divided by the std of all rewards in the trainer
+            "none" if dist.active and g.scale_rewards == "batch" else g.scale_rewards,
             g.advantage_epsilon,
             g.beta,
             g.skip_zero_std_groups,
@@ -335,10 +472,32 @@ def setup_run(
             gen.temperature or 1.0,
             o.max_grad_norm,
             o.gradient_accumulation_steps,
+            cfg.max_nonfinite_in_a_row,
         ),
-        tracker=Tracker(out),
-        on_step=on_step,
+        tracker=Tracker(out) if dist.is_main else None,
+        dist=dist,
+        shards=shards,
     )
+
+
+def _loop(run: GRPORun, stop: ckpt.StopRequest) -> None:
+    cfg = run.cfg
+    start = time.perf_counter() - run.train_seconds
+    for iteration in range(run.completed + 1, cfg.num_iterations + 1):
+        run.iteration(iteration, start)
+        if cfg.eval.every and iteration % cfg.eval.every == 0 and iteration < cfg.num_iterations:
+            run.eval_pending = True
+            run.evaluate(iteration)
+        run.eval_pending = False
+        run.train_seconds = time.perf_counter() - start
+        stopping = run.dist.any(stop.requested)
+        if stopping or (cfg.checkpoint_every and iteration % cfg.checkpoint_every == 0):
+            run.save_checkpoint()
+        if stopping:
+            raise ckpt.RunInterrupted(
+                f"interrupted at iteration {iteration}; resume with --resume "
+                f"(checkpoint in {run.checkpoints})"
+            )
 
 
 def train_grpo(
@@ -347,33 +506,39 @@ def train_grpo(
     model: PreTrainedModel | None = None,
     tokenizer: Tokenizer | None = None,
 ) -> dict[str, Any]:
-    """Run GRPO as `cfg` says; returns the results dict also written to results.json."""
-    run = setup_run(cfg, on_step, model, tokenizer)
+    """Run GRPO as `cfg` says (resuming when asked); returns the results dict also written to
+    results.json. SIGINT/SIGTERM stop it after the current iteration, with a checkpoint."""
+    run = setup_run(cfg, on_step, model, tokenizer, init_distributed())
     data = run.data
-    results: dict[str, Any] = {
-        "model": cfg.model.name,
-        "task": cfg.task.name,
-        "train_size": len(data.train),
-        "eval_size": len(data.eval),
-        "eval_overlap_dropped": data.overlap_dropped,
-    }
-    if cfg.eval.baseline:
-        results["baseline"] = run.evaluate(0).metrics()
-    start = time.perf_counter()
-    for iteration in range(1, cfg.num_iterations + 1):
-        run.iteration(iteration, start)
-        if cfg.eval.every and iteration % cfg.eval.every == 0 and iteration < cfg.num_iterations:
-            run.evaluate(iteration)
-    train_seconds = time.perf_counter() - start
+    if run.completed == 0:
+        run.results = {
+            "model": cfg.model.name,
+            "task": cfg.task.name,
+            "train_size": len(data.train),
+            "eval_size": len(data.eval),
+            "eval_overlap_dropped": data.overlap_dropped,
+        }
+        if cfg.eval.baseline:
+            run.results["baseline"] = run.evaluate(0).metrics()
+    elif run.eval_pending and run.completed < cfg.num_iterations:
+        run.evaluate(run.completed)  # the evaluation that failed before the checkpoint
+        run.eval_pending = False
+    with ckpt.stop_on_signals() as stop, saved_on_failure(run):
+        _loop(run, stop)
     final = run.evaluate(cfg.num_iterations, keep=20)
-    model_dir = save_model(run.model, run.tokenizer, run.out / "model")
-    results.update(
-        final=final.metrics(),
-        eval_samples=final.samples,
-        model_dir=str(model_dir),
-        iterations=cfg.num_iterations,
-        optimizer_steps=run.state.optimizer_steps,
-        train_seconds=train_seconds,
-    )
-    write_json(run.out / "results.json", results)
+    model_dir = run.out / "model"
+    if run.dist.is_main:
+        save_model(run.model, run.tokenizer, model_dir)
+    results = {
+        **run.results,
+        "final": final.metrics(),
+        "eval_samples": final.samples,
+        "model_dir": str(model_dir),
+        "iterations": cfg.num_iterations,
+        "optimizer_steps": run.state.optimizer_steps,
+        "train_seconds": run.train_seconds,
+    }
+    if run.dist.is_main:
+        write_json(run.out / "results.json", results)
+    run.dist.barrier()
     return results

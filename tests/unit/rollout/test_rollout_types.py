@@ -111,5 +111,5 @@ def test_get_engine() -> None:
     assert get_engine("fast") is generate_fast
     assert get_engine("hf") is generate_hf
     assert set(ENGINES) == {"fast", "hf"}
-    with pytest.raises(ValueError, match="'vllm'"):
-        get_engine("vllm")
+    with pytest.raises(ValueError, match="unknown rollout engine 'nope'"):
+        get_engine("nope")
