@@ -12,10 +12,23 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 BUNDLED_MODEL = "smollm2-135m-instruct"
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "gate_proj"]
+
+
+def _validate_report_to(value: list[str]) -> list[str]:
+    from smarttuner.tracking import check_report_to  # names a missing package and its extra
+
+    return check_report_to(value)
 
 
 class ConfigError(ValueError):
@@ -180,6 +193,16 @@ class GRPOConfig(_Section):
     log_completions_every: int = Field(
         1, ge=0, description="Write sample completions every N iterations (0: never)."
     )
+    report_to: list[str] = Field(
+        default_factory=list,
+        description="Tracking backends besides metrics.jsonl: tensorboard, wandb, trackio.",
+    )
+
+    @field_validator("report_to")
+    @classmethod
+    def _check_report_to(cls, value: list[str]) -> list[str]:
+        return _validate_report_to(value)
+
     checkpoint_every: int = Field(
         5,
         ge=0,
@@ -364,6 +387,16 @@ class SFTConfig(_Section):
     )
     seed: int = Field(0, description="Seed of shuffling and initialisation.")
     output_dir: Path = Field(Path("runs/sft"), description="Where everything of the run goes.")
+    report_to: list[str] = Field(
+        default_factory=list,
+        description="Tracking backends besides metrics.jsonl: tensorboard, wandb, trackio.",
+    )
+
+    @field_validator("report_to")
+    @classmethod
+    def _check_report_to(cls, value: list[str]) -> list[str]:
+        return _validate_report_to(value)
+
     overwrite: bool = Field(False, description="Allow writing into a non-empty output directory.")
 
     @model_validator(mode="after")

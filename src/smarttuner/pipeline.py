@@ -9,6 +9,7 @@ plots, all in one output directory:
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -37,24 +38,17 @@ def sft_config(cfg: PipelineConfig, out: Path) -> SFTConfig:
         lora=cfg.lora,
         task=cfg.task,
         sft=cfg.sft,
+        eval=cfg.eval,
         seed=cfg.seed,
         output_dir=out / "sft",
         overwrite=True,
+        report_to=cfg.report_to,
     )
 
 
-def run_pipeline(
-    cfg: PipelineConfig,
-    say: Say = log.info,
-    on_step: Callable[[int, dict[str, Any]], None] | None = None,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
-    out = prepare_output_dir(Path(cfg.output_dir), cfg.overwrite)
-    dump_config(cfg, out / "pipeline_config.yaml")
-    start = time.perf_counter()
-    data = prepare_data(cfg)
+def _probe_and_baseline(cfg: PipelineConfig, data, out: Path, say: Say) -> tuple[dict, dict]:
+    """(probe record, baseline metrics) of the starting model, written to OUTPUT."""
     model, tokenizer = load_model(cfg.model, lora=None, trainable=False)
-
     say("probe: can GRPO learn from the starting model?")
     p = cfg.probe
     probe = probe_model(
@@ -72,33 +66,65 @@ def run_pipeline(
     warm, reason = needs_warmup(probe, p.min_format_rate, p.min_signal)
     do_sft = cfg.run_sft == "always" or (cfg.run_sft == "auto" and warm)
     decision = f"{'running' if do_sft else 'skipping'} SFT ({cfg.run_sft}): {reason}"
-    say(decision)
-    write_json(out / "probe.json", {**probe.to_dict(), "run_sft": do_sft, "reason": decision})
-
+    record = {**probe.to_dict(), "run_sft": do_sft, "reason": decision}
+    write_json(out / "probe.json", record)
     say(f"baseline eval on {len(data.eval)} held-out prompts (seed {cfg.task.eval_seed})")
     baseline = run_eval(model, tokenizer, data, cfg).metrics()
-    say(_fmt("baseline", baseline))
-    del model
+    write_json(out / "baseline.json", baseline)
+    return record, baseline
 
+
+def _read(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_pipeline(
+    cfg: PipelineConfig,
+    say: Say = log.info,
+    on_step: Callable[[int, dict[str, Any]], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Probe, baseline, SFT when needed, GRPO, evaluations and plots. With `resume`, finished
+    stages (probe and baseline, SFT) are read back from OUTPUT and GRPO continues from its
+    newest checkpoint."""
+    resuming = bool(cfg.resume)
+    out = prepare_output_dir(Path(cfg.output_dir), cfg.overwrite, resume=resuming)
+    dump_config(cfg, out / "pipeline_config.yaml")
+    start = time.perf_counter()
+    data = prepare_data(cfg)
     results_dir = out / "results"
     tag = f"{_slug(cfg.task.name)}_{_slug(cfg.model.name)}"
+    probe, baseline = (_read(out / "probe.json"), _read(out / "baseline.json"))
+    if not (resuming and probe and baseline):
+        probe, baseline = _probe_and_baseline(cfg, data, out, say)
+    say(probe["reason"])
+    say(_fmt("baseline", baseline))
+    do_sft = bool(probe["run_sft"])
     summary: dict[str, Any] = {
         "model": cfg.model.name,
         "task": cfg.task.name,
         "baseline": baseline,
-        "probe": probe.to_dict(),
+        "probe": probe,
         "sft_ran": do_sft,
     }
     grpo_start = cfg.model.name
     if do_sft:
-        say(f"SFT: {cfg.sft.num_datapoints} {cfg.sft.source} traces, {cfg.sft.num_epochs} epochs")
-        sft_results = train_sft(sft_config(cfg, out), on_epoch=on_epoch)
+        sft_file = results_dir / f"sft_{tag}.json"
+        sft_results = _read(sft_file) if resuming else None
+        if sft_results is None or not Path(sft_results["model_dir"]).is_dir():
+            say(
+                f"SFT: {cfg.sft.num_datapoints} {cfg.sft.source} traces, "
+                f"{cfg.sft.num_epochs} epochs"
+            )
+            sft_results = train_sft(sft_config(cfg, out), on_epoch=on_epoch)
+            write_json(sft_file, sft_results)
+            _plot(out / "sft")
+        else:
+            say(f"SFT already done: {sft_results['model_dir']}")
         grpo_start = sft_results["model_dir"]
-        write_json(results_dir / f"sft_{tag}.json", sft_results)
-        _plot(out / "sft")
 
     say(f"GRPO: {cfg.num_iterations} iterations from {grpo_start}")
-    grpo_cfg = cfg.model_copy(update={"output_dir": out / "grpo", "overwrite": True})
+    grpo_cfg = cfg.model_copy(update={"output_dir": out / "grpo", "overwrite": not resuming})
     grpo_cfg = grpo_cfg.model_copy(
         update={"model": cfg.model.model_copy(update={"name": grpo_start})}
     )

@@ -75,3 +75,44 @@ def test_pipeline_never_sft_skips_it(tiny_model_dir, tmp_path) -> None:
     summary = run_pipeline(cfg, say=lambda _: None)
     assert summary["sft_ran"] is False and "after_sft" not in summary
     assert not (out / "sft").exists()
+
+
+def test_pipeline_resume_reuses_finished_stages(tiny_model_dir, tmp_path) -> None:
+    out = tmp_path / "pipe"
+    values = {
+        "model.name": tiny_model_dir,
+        "task.name": "arithmetic",
+        "output_dir": str(out),
+        "num_iterations": 1,
+        "grpo.exploration_batchsize": 2,
+        "grpo.num_generations": 2,
+        "optim.batch_size": 4,
+        "generation.max_new_tokens": 6,
+        "eval.num_examples": 2,
+        "probe.num_prompts": 2,
+        "probe.k": 2,
+        "probe.max_new_tokens": 6,
+        "sft.num_datapoints": 4,
+        "sft.num_epochs": 1,
+        "sft.batch_size": 4,
+        "sft.val_eval_examples": 1,
+        "sft.max_new_tokens": 6,
+        "checkpoint_every": 1,
+    }
+    first = run_pipeline(build_config(PipelineConfig, None, values), say=lambda _: None)
+    sft_weights = (out / "sft" / "model" / "adapter_model.safetensors").read_bytes()
+    said: list[str] = []
+    again = run_pipeline(
+        build_config(PipelineConfig, None, {**values, "resume": "auto", "num_iterations": 2}),
+        say=said.append,
+    )
+    assert any("SFT already done" in s for s in said)
+    assert not any(s.startswith("probe:") for s in said)  # probe and baseline read back
+    assert (out / "sft" / "model" / "adapter_model.safetensors").read_bytes() == sft_weights
+    assert again["baseline"] == first["baseline"]
+    steps = [
+        line
+        for line in (out / "grpo" / "metrics.jsonl").read_text().splitlines()
+        if '"phase": "grpo"' in line
+    ]
+    assert len(steps) == 2  # iteration 1 kept from the first run, iteration 2 added

@@ -68,7 +68,7 @@ from smarttuner.models import (
 from smarttuner.outputs import prepare_output_dir, reset_run_files, write_json
 from smarttuner.prompts import context_length, encode_prompts, render_prompt
 from smarttuner.rewards import NamedReward, build_reward
-from smarttuner.rollout import SamplingParams, get_engine
+from smarttuner.rollout import SamplingParams, get_engine, sync_weights
 from smarttuner.tasks import get_task
 from smarttuner.tasks.base import Example, Task
 from smarttuner.tasks.splits import check_disjoint, drop_overlap
@@ -273,6 +273,7 @@ class GRPORun:
             self.buffer.add(collected.experiences)
             t0 = time.perf_counter()
             train_stats = self.train_on_buffer(len(collected.experiences))
+        sync_weights(self.model)  # stateful engines (vLLM) sample the updated policy next
         t_train = time.perf_counter() - t0
         stats, rewards, advantages, samples = merge_iteration(self.dist, collected, train_stats)
         record = {
@@ -474,7 +475,9 @@ def _build_run(
             o.gradient_accumulation_steps,
             cfg.max_nonfinite_in_a_row,
         ),
-        tracker=Tracker(out) if dist.is_main else None,
+        tracker=Tracker(out, cfg.report_to, config=cfg.model_dump(mode="json"))
+        if dist.is_main
+        else None,
         dist=dist,
         shards=shards,
     )
@@ -540,5 +543,7 @@ def train_grpo(
     }
     if run.dist.is_main:
         write_json(run.out / "results.json", results)
+    if run.tracker is not None:
+        run.tracker.close()
     run.dist.barrier()
     return results

@@ -191,7 +191,7 @@ def train_sft(
         num_training_steps=total_steps,
         num_warmup_steps=int(s.warmup_ratio * total_steps),
     )
-    tracker = Tracker(out)
+    tracker = Tracker(out, cfg.report_to, config=cfg.model_dump(mode="json"))
     start = time.perf_counter()
     step, epoch, history = 0, 0, []
     autocast = autocast_context(cfg.model.autocast, model.device)
@@ -242,4 +242,5 @@ def train_sft(
         "train_seconds": time.perf_counter() - start,
     }
     write_json(out / "results.json", results)
+    tracker.close()
     return results
