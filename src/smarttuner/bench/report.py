@@ -23,7 +23,7 @@ def bench_table(results: dict[str, Any]) -> Table:
         "tokens/s",
         "peak RSS MB",
     ):
-        table.add_column(col, justify="right" if col != "system" else "left")
+        table.add_column(col, justify="right" if col != "system" else "left", no_wrap=True)
     for kind in ("smarttuner", "smarttuner-bf16", "trl"):
         r = results.get(kind)
         if not r:
