@@ -172,7 +172,21 @@ class EvalSettings(_Section):
     baseline: bool = Field(True, description="Evaluate the starting model before training.")
 
 
-class GRPOConfig(_Section):
+class _TrackedRun(_Section):
+    """Fields every training command shares."""
+
+    report_to: list[str] = Field(
+        default_factory=list,
+        description="Tracking backends besides metrics.jsonl: tensorboard, wandb, trackio.",
+    )
+
+    @field_validator("report_to")
+    @classmethod
+    def _check_report_to(cls, value: list[str]) -> list[str]:
+        return _validate_report_to(value)
+
+
+class GRPOConfig(_TrackedRun):
     """Everything `smarttuner grpo` needs."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -193,16 +207,6 @@ class GRPOConfig(_Section):
     log_completions_every: int = Field(
         1, ge=0, description="Write sample completions every N iterations (0: never)."
     )
-    report_to: list[str] = Field(
-        default_factory=list,
-        description="Tracking backends besides metrics.jsonl: tensorboard, wandb, trackio.",
-    )
-
-    @field_validator("report_to")
-    @classmethod
-    def _check_report_to(cls, value: list[str]) -> list[str]:
-        return _validate_report_to(value)
-
     checkpoint_every: int = Field(
         5,
         ge=0,
@@ -374,7 +378,7 @@ class SFTSettings(_Section):
     )
 
 
-class SFTConfig(_Section):
+class SFTConfig(_TrackedRun):
     """Everything `smarttuner sft` needs."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -387,16 +391,6 @@ class SFTConfig(_Section):
     )
     seed: int = Field(0, description="Seed of shuffling and initialisation.")
     output_dir: Path = Field(Path("runs/sft"), description="Where everything of the run goes.")
-    report_to: list[str] = Field(
-        default_factory=list,
-        description="Tracking backends besides metrics.jsonl: tensorboard, wandb, trackio.",
-    )
-
-    @field_validator("report_to")
-    @classmethod
-    def _check_report_to(cls, value: list[str]) -> list[str]:
-        return _validate_report_to(value)
-
     overwrite: bool = Field(False, description="Allow writing into a non-empty output directory.")
 
     @model_validator(mode="after")

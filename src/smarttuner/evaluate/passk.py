@@ -17,9 +17,9 @@ import torch
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
+from smarttuner.evaluate.sampling import eval_mode, sample_chunks
 from smarttuner.formatting import ANSWER_CLOSE, format_ok
-from smarttuner.prompts import context_length, encode_prompts
-from smarttuner.rollout import SamplingParams, get_engine
+from smarttuner.rollout import SamplingParams
 from smarttuner.tasks.base import Example, Task
 
 
@@ -93,29 +93,19 @@ def evaluate_pass_at_k(
     ks = check_ks(ks, num_samples)
     if temperature <= 0:
         raise ValueError(f"pass@k needs sampling: temperature must be > 0, got {temperature}")
-    was_training = model.training
-    model.eval()
-    generate = get_engine(engine)
     params = SamplingParams(max_new_tokens, temperature, top_p, (ANSWER_CLOSE,))
     gen = torch.Generator().manual_seed(seed)
-    per_chunk = max(1, batch_size // num_samples)
     counts, formatted, lengths = [], 0, []
-    for start in range(0, len(examples), per_chunk):
-        chunk = examples[start : start + per_chunk]
-        prompts = encode_prompts(
-            tokenizer,
-            [e.question for e in chunk],
-            task.system_prompt,
-            max_new_tokens,
-            context_length(model),
-        )
-        batch = generate(model, tokenizer, prompts, num_samples, params, gen)
-        for i, example in enumerate(chunk):
-            texts = batch.texts[i * num_samples : (i + 1) * num_samples]
-            counts.append(sum(task.is_correct(t, example) for t in texts))
-            formatted += sum(format_ok(t) for t in texts)
-        lengths.extend(batch.lengths.tolist())
-    model.train(was_training)
+    per_chunk = max(1, batch_size // num_samples)
+    with eval_mode(model):
+        for chunk, batch in sample_chunks(
+            model, tokenizer, task, examples, num_samples, params, per_chunk, engine, gen
+        ):
+            for i, example in enumerate(chunk):
+                texts = batch.texts[i * num_samples : (i + 1) * num_samples]
+                counts.append(sum(task.is_correct(t, example) for t in texts))
+                formatted += sum(format_ok(t) for t in texts)
+            lengths.extend(batch.lengths.tolist())
     total = max(len(examples) * num_samples, 1)
     return SampledResult(
         num_samples=num_samples,

@@ -10,9 +10,9 @@ import torch
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
+from smarttuner.evaluate.sampling import eval_mode, sample_chunks
 from smarttuner.formatting import ANSWER_CLOSE, format_ok
-from smarttuner.prompts import context_length, encode_prompts
-from smarttuner.rollout import SamplingParams, get_engine
+from smarttuner.rollout import SamplingParams
 from smarttuner.tasks.base import Example, Task
 
 
@@ -42,17 +42,12 @@ def probe_model(
     engine: str = "auto",
     seed: int = 0,
 ) -> ProbeResult:
-    model.eval()
-    prompts = encode_prompts(
-        tokenizer,
-        [e.question for e in examples],
-        task.system_prompt,
-        max_new_tokens,
-        context_length(model),
-    )
     params = SamplingParams(max_new_tokens, temperature, top_p, (ANSWER_CLOSE,))
     gen = torch.Generator().manual_seed(seed)
-    batch = get_engine(engine)(model, tokenizer, prompts, k, params, gen)
+    with eval_mode(model):
+        [(_, batch)] = sample_chunks(
+            model, tokenizer, task, examples, k, params, len(examples), engine, gen
+        )
     correct = torch.tensor(
         [task.is_correct(text, examples[i // k]) for i, text in enumerate(batch.texts)]
     ).view(-1, k)  # [B, k]

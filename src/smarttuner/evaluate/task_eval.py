@@ -9,9 +9,9 @@ import torch
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
+from smarttuner.evaluate.sampling import eval_mode, sample_chunks
 from smarttuner.formatting import ANSWER_CLOSE, format_ok
-from smarttuner.prompts import context_length, encode_prompts
-from smarttuner.rollout import SamplingParams, get_engine
+from smarttuner.rollout import SamplingParams
 from smarttuner.tasks.base import Example, Task
 
 
@@ -45,37 +45,29 @@ def evaluate_task(
     keep_samples: int = 0,
 ) -> EvalResult:
     """Greedy completions for `examples`; accuracy = task.is_correct, format = strict tags."""
-    was_training = model.training
-    model.eval()
-    generate = get_engine(engine)
     params = SamplingParams(max_new_tokens, temperature=0.0, stop_strings=(ANSWER_CLOSE,))
     correct, formatted, lengths, scores, samples = [], [], [], [], []
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start : start + batch_size]
-        prompts = encode_prompts(
-            tokenizer,
-            [e.question for e in chunk],
-            task.system_prompt,
-            max_new_tokens,
-            context_length(model),
-        )
-        batch = generate(model, tokenizer, prompts, 1, params)
-        for example, text, length in zip(chunk, batch.texts, batch.lengths.tolist(), strict=True):
-            correct.append(task.is_correct(text, example))
-            formatted.append(format_ok(text))
-            scores.append(task.score(text, example))
-            lengths.append(length)
-            if len(samples) < keep_samples:
-                samples.append(
-                    {
-                        "question": example.question,
-                        "gold": example.answer,
-                        "completion": text,
-                        "correct": correct[-1],
-                        "format_ok": formatted[-1],
-                    }
-                )
-    model.train(was_training)
+    with eval_mode(model):
+        for chunk, batch in sample_chunks(
+            model, tokenizer, task, examples, 1, params, batch_size, engine
+        ):
+            for example, text, length in zip(
+                chunk, batch.texts, batch.lengths.tolist(), strict=True
+            ):
+                correct.append(task.is_correct(text, example))
+                formatted.append(format_ok(text))
+                scores.append(task.score(text, example))
+                lengths.append(length)
+                if len(samples) < keep_samples:
+                    samples.append(
+                        {
+                            "question": example.question,
+                            "gold": example.answer,
+                            "completion": text,
+                            "correct": correct[-1],
+                            "format_ok": formatted[-1],
+                        }
+                    )
     n = max(len(examples), 1)
     return EvalResult(
         accuracy=sum(correct) / n,
