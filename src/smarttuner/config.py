@@ -86,6 +86,11 @@ class TaskSettings(_Section):
     params: dict[str, Any] = Field(
         default_factory=dict, description="Task-specific options (e.g. reasoning-gym config)."
     )
+    balance_answers: bool = Field(
+        False,
+        description="Train on equally many prompts per gold answer (yes/no tasks: half each), "
+        "so always giving the majority answer earns no advantage.",
+    )
 
 
 class RewardSpec(_Section):

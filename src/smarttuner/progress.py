@@ -123,9 +123,11 @@ class HealthMonitor:
 def step_line(step: int, record: dict[str, Any], notes: list[str] | None = None) -> str:
     """One printed line per step; `notes` (default: `health_notes(record)`) go on a second line."""
     if record.get("phase") == "eval":
+        balanced = record.get("balanced_accuracy")
         return (
             f"eval @ {step}: accuracy {record['accuracy']:.3f}  "
-            f"format {record['format_rate']:.3f}  length {record['mean_length']:.0f}"
+            + (f"balanced {balanced:.3f}  " if balanced is not None else "")
+            + f"format {record['format_rate']:.3f}  length {record['mean_length']:.0f}"
         )
     line = (
         f"iter {step}: reward {record['reward_mean']:.3f}±{record['reward_std']:.3f}  "
@@ -172,7 +174,7 @@ class GRPOProgress:
 
 
 STAGE_LABELS = {"baseline": "baseline", "after_sft": "after SFT", "final": "final"}
-TABLE_METRICS = ("accuracy", "format_rate", "mean_length")
+TABLE_METRICS = ("accuracy", "balanced_accuracy", "format_rate", "mean_length")
 
 
 def _table_metrics(blocks: list[dict[str, Any]]) -> list[str]:

@@ -103,7 +103,9 @@ def real_run(tiny_model_dir: str, tmp_path_factory: pytest.TempPathFactory) -> P
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(root / "rewards_mod"))
         # what the lead's `report_to` wiring will do: the trainer's tracker also writes TB files
-        mp.setattr(grpo_trainer, "Tracker", lambda out, *_, **kw: Tracker(out, ["tensorboard"], **kw))
+        mp.setattr(
+            grpo_trainer, "Tracker", lambda out, *_, **kw: Tracker(out, ["tensorboard"], **kw)
+        )
         results = grpo_trainer.train_grpo(grpo_cfg)
     summary = {
         "model": "tiny",

@@ -13,6 +13,7 @@ from smarttuner.evaluate.sampling import eval_mode, sample_chunks
 from smarttuner.formatting import ANSWER_CLOSE, format_ok
 from smarttuner.rollout import SamplingParams
 from smarttuner.tasks.base import Example, Task
+from smarttuner.tasks.splits import balanced_accuracy
 
 
 @dataclass
@@ -23,9 +24,14 @@ class EvalResult:
     mean_score: float
     n: int
     samples: list[dict[str, Any]] = field(default_factory=list)
+    balanced_accuracy: float | None = None  # mean per-class recall (yes/no style tasks)
 
     def metrics(self) -> dict[str, float]:
+        extra = (
+            {} if self.balanced_accuracy is None else {"balanced_accuracy": self.balanced_accuracy}
+        )
         return {
+            **extra,
             "accuracy": self.accuracy,
             "format_rate": self.format_rate,
             "mean_length": self.mean_length,
@@ -76,4 +82,5 @@ def evaluate_task(
         mean_score=sum(scores) / n,
         n=len(examples),
         samples=samples,
+        balanced_accuracy=balanced_accuracy(correct, examples),
     )

@@ -71,7 +71,7 @@ from smarttuner.rewards import NamedReward, build_reward
 from smarttuner.rollout import SamplingParams, get_engine, sync_weights
 from smarttuner.tasks import get_task
 from smarttuner.tasks.base import Example, Task
-from smarttuner.tasks.splits import check_disjoint, drop_overlap
+from smarttuner.tasks.splits import balance_by_answer, check_disjoint, drop_overlap
 from smarttuner.tracking import COMPLETIONS_FILE, METRICS_FILE, Tracker
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,8 @@ def prepare_data(cfg: GRPOConfig) -> RunData:
             "%d training prompts also appear in the eval set: dropped from training", overlap
         )
         train = drop_overlap(train, evals)
+    if cfg.task.balance_answers:
+        train = balance_by_answer(train)
     if not train:
         raise ValueError("no training prompts left after removing the eval overlap")
     return RunData(task, train, evals, overlap)

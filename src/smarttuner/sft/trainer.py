@@ -28,7 +28,7 @@ from smarttuner.sft.sources import SourceContext, make_records
 from smarttuner.sft.traces import programmatic_records
 from smarttuner.tasks import get_task
 from smarttuner.tasks.base import Example, Task
-from smarttuner.tasks.splits import drop_overlap
+from smarttuner.tasks.splits import balance_by_answer, drop_overlap
 from smarttuner.tracking import METRICS_FILE, JsonlWriter, Tracker
 
 log = logging.getLogger(__name__)
@@ -112,8 +112,9 @@ def split_examples(task: Task, cfg: SFTConfig) -> tuple[list[Example], list[Exam
     n_val = max(1, round(s.num_datapoints * s.val_fraction)) if s.val_fraction > 0 else 0
     held_out = task.examples(cfg.task.eval_seed, cfg.eval.num_examples)
     wanted = s.num_datapoints + n_val
-    pool = task.examples(cfg.task.dataset_seed, wanted + len(held_out))
-    examples = drop_overlap(pool, held_out)[:wanted]
+    pool = task.examples(cfg.task.dataset_seed, 2 * wanted + len(held_out))
+    pool = drop_overlap(pool, held_out)
+    examples = (balance_by_answer(pool) if cfg.task.balance_answers else pool)[:wanted]
     return examples[:n_val], examples[n_val:]
 
 

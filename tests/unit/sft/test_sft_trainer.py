@@ -148,3 +148,23 @@ def test_loaded_adapter_trains_the_same_adapter(tiny_model_dir, tmp_path) -> Non
     assert list(again.peft_config) == ["default"]
     assert again.peft_config["default"].r == 4  # the saved adapter, not a new r=32 one
     assert any(p.requires_grad for p in again.parameters())
+
+
+def test_grpo_training_pool_can_be_balanced_by_answer(tiny_model_dir, tmp_path) -> None:
+    from smarttuner.grpo.trainer import prepare_data
+
+    cfg = build_config(
+        GRPOConfig,
+        None,
+        {
+            "model.name": tiny_model_dir,
+            "task.name": "syllogism",
+            "task.num_train_examples": 60,
+            "task.balance_answers": True,
+            "output_dir": str(tmp_path / "x"),
+        },
+    )
+    data = prepare_data(cfg)
+    answers = [e.answer for e in data.train]
+    assert answers.count("Yes") == answers.count("No") > 0
+    assert answers[:4] == ["No", "Yes", "No", "Yes"]
