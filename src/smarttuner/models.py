@@ -285,8 +285,10 @@ def prepare_4bit_for_training(model: PreTrainedModel) -> PreTrainedModel:
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
 
-def add_lora(model: PreTrainedModel, lora: LoraSettings) -> PreTrainedModel:
-    """Wrap `model` with a fresh trainable LoRA adapter."""
+def add_lora(
+    model: PreTrainedModel, lora: LoraSettings, task_type: str = "CAUSAL_LM"
+) -> PreTrainedModel:
+    """Wrap `model` with a fresh trainable LoRA adapter (SEQ_CLS also trains the score head)."""
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
@@ -294,7 +296,7 @@ def add_lora(model: PreTrainedModel, lora: LoraSettings) -> PreTrainedModel:
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=list(lora.target_modules),
-        task_type="CAUSAL_LM",
+        task_type=task_type,
     )
     return get_peft_model(model, config)
 

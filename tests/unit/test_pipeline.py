@@ -8,30 +8,47 @@ from smarttuner.config import PipelineConfig, build_config
 from smarttuner.pipeline import run_pipeline
 
 
+def _tiny_pipeline(model_dir: str, out, **extra) -> dict:
+    """A pipeline small enough for the tiny model; `extra` overrides any key."""
+    return {
+        "model.name": model_dir,
+        "task.name": "arithmetic",
+        "output_dir": str(out),
+        "num_iterations": 1,
+        "grpo.exploration_batchsize": 2,
+        "grpo.num_generations": 2,
+        "optim.batch_size": 4,
+        "generation.max_new_tokens": 6,
+        "eval.num_examples": 2,
+        "probe.num_prompts": 2,
+        "probe.k": 2,
+        "probe.max_new_tokens": 6,
+        "sft.num_datapoints": 4,
+        "sft.num_epochs": 1,
+        "sft.batch_size": 4,
+        "sft.val_eval_examples": 1,
+        "sft.max_new_tokens": 6,
+        **extra,
+    }
+
+
 def test_pipeline_runs_every_stage(tiny_model_dir, tmp_path) -> None:
     out = tmp_path / "pipe"
     cfg = build_config(
         PipelineConfig,
         None,
-        {
-            "model.name": tiny_model_dir,
-            "task.name": "arithmetic",
-            "output_dir": str(out),
-            "num_iterations": 1,
-            "grpo.exploration_batchsize": 2,
-            "grpo.num_generations": 2,
-            "optim.batch_size": 4,
-            "generation.max_new_tokens": 8,
-            "eval.num_examples": 4,
-            "probe.num_prompts": 2,
-            "probe.k": 2,
-            "probe.max_new_tokens": 8,
-            "sft.num_datapoints": 8,
-            "sft.num_epochs": 1,
-            "sft.batch_size": 4,
-            "sft.val_eval_examples": 2,
-            "sft.max_new_tokens": 8,
-        },
+        _tiny_pipeline(
+            tiny_model_dir,
+            out,
+            **{
+                "generation.max_new_tokens": 8,
+                "eval.num_examples": 4,
+                "probe.max_new_tokens": 8,
+                "sft.num_datapoints": 8,
+                "sft.val_eval_examples": 2,
+                "sft.max_new_tokens": 8,
+            },
+        ),
     )
     said: list[str] = []
     summary = run_pipeline(cfg, say=said.append)
@@ -53,25 +70,7 @@ def test_pipeline_runs_every_stage(tiny_model_dir, tmp_path) -> None:
 
 def test_pipeline_never_sft_skips_it(tiny_model_dir, tmp_path) -> None:
     out = tmp_path / "pipe"
-    cfg = build_config(
-        PipelineConfig,
-        None,
-        {
-            "model.name": tiny_model_dir,
-            "task.name": "arithmetic",
-            "output_dir": str(out),
-            "num_iterations": 1,
-            "grpo.exploration_batchsize": 2,
-            "grpo.num_generations": 2,
-            "optim.batch_size": 4,
-            "generation.max_new_tokens": 6,
-            "eval.num_examples": 2,
-            "probe.num_prompts": 2,
-            "probe.k": 2,
-            "probe.max_new_tokens": 6,
-            "run_sft": "never",
-        },
-    )
+    cfg = build_config(PipelineConfig, None, _tiny_pipeline(tiny_model_dir, out, run_sft="never"))
     summary = run_pipeline(cfg, say=lambda _: None)
     assert summary["sft_ran"] is False and "after_sft" not in summary
     assert not (out / "sft").exists()
@@ -79,26 +78,7 @@ def test_pipeline_never_sft_skips_it(tiny_model_dir, tmp_path) -> None:
 
 def test_pipeline_resume_reuses_finished_stages(tiny_model_dir, tmp_path) -> None:
     out = tmp_path / "pipe"
-    values = {
-        "model.name": tiny_model_dir,
-        "task.name": "arithmetic",
-        "output_dir": str(out),
-        "num_iterations": 1,
-        "grpo.exploration_batchsize": 2,
-        "grpo.num_generations": 2,
-        "optim.batch_size": 4,
-        "generation.max_new_tokens": 6,
-        "eval.num_examples": 2,
-        "probe.num_prompts": 2,
-        "probe.k": 2,
-        "probe.max_new_tokens": 6,
-        "sft.num_datapoints": 4,
-        "sft.num_epochs": 1,
-        "sft.batch_size": 4,
-        "sft.val_eval_examples": 1,
-        "sft.max_new_tokens": 6,
-        "checkpoint_every": 1,
-    }
+    values = _tiny_pipeline(tiny_model_dir, out, checkpoint_every=1)
     first = run_pipeline(build_config(PipelineConfig, None, values), say=lambda _: None)
     sft_weights = (out / "sft" / "model" / "adapter_model.safetensors").read_bytes()
     said: list[str] = []

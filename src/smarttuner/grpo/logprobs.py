@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
+from smarttuner.rollout.types import positions_from_mask
+
 
 def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """log_softmax(logits)[..., index] without materialising the full log-softmax.
@@ -28,10 +30,6 @@ def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Te
     return torch.stack(rows)
 
 
-def _positions(mask: torch.Tensor) -> torch.Tensor:
-    return (mask.cumsum(dim=1) - 1).clamp(min=0)
-
-
 def _full_forward_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask):
     input_ids = torch.cat([prompt_ids, completion_ids], dim=1)  # [N, P+C]
     mask = torch.cat([prompt_mask, completion_mask], dim=1)  # [N, P+C]
@@ -39,7 +37,7 @@ def _full_forward_logits(model, prompt_ids, prompt_mask, completion_ids, complet
     return model(
         input_ids=input_ids,
         attention_mask=mask,
-        position_ids=_positions(mask),
+        position_ids=positions_from_mask(mask),
         use_cache=False,
         logits_to_keep=width + 1,
     ).logits[:, :-1]  # [N, C, V]: position P-1+t predicts completion token t
@@ -50,7 +48,7 @@ def _shared_prompt_logits(model, prompt_ids, prompt_mask, completion_ids, comple
     unique, inverse = torch.unique(rows, dim=0, return_inverse=True)  # [U, 2P], [N]
     width = prompt_ids.shape[1]
     u_ids, u_mask = unique[:, :width], unique[:, width:]  # [U, P]
-    u_pos = _positions(u_mask)
+    u_pos = positions_from_mask(u_mask)
     cache = DynamicCache()
     first = model(
         input_ids=u_ids,

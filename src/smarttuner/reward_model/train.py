@@ -28,6 +28,7 @@ from transformers import PreTrainedModel, get_scheduler
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from smarttuner.config import dump_config
+from smarttuner.models import add_lora
 from smarttuner.outputs import prepare_output_dir, reset_run_files, write_json
 from smarttuner.reward_model.config import RewardModelConfig
 from smarttuner.reward_model.data import PreferencePair, load_pairs, split_pairs
@@ -72,21 +73,6 @@ def load_backbone(cfg: RewardModelConfig) -> tuple[PreTrainedModel, Tokenizer]:
     tokenizer = load_tokenizer(path, cfg.model.trust_remote_code)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(device), tokenizer
-
-
-def add_seq_cls_lora(model: PreTrainedModel, cfg: RewardModelConfig) -> PreTrainedModel:
-    """LoRA on the backbone; the score head is trained in full (peft's SEQ_CLS default)."""
-    from peft import LoraConfig, get_peft_model
-
-    lora = cfg.lora
-    config = LoraConfig(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules),
-        task_type="SEQ_CLS",
-    )
-    return get_peft_model(model, config)
 
 
 def held_out_accuracy(
@@ -135,7 +121,7 @@ def train_reward_model(
     if model is None or tokenizer is None:
         model, tokenizer = load_backbone(cfg)
     if cfg.lora.enabled:
-        model = add_seq_cls_lora(model, cfg)
+        model = add_lora(model, cfg.lora, task_type="SEQ_CLS")  # score head trained in full
     reset_run_files(out, [METRICS_FILE])
     dump_config(cfg, out / "config.yaml")
 

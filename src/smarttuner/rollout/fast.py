@@ -24,6 +24,7 @@ from smarttuner.rollout.types import (
     eos_token_ids,
     finalize,
     left_pad,
+    positions_from_mask,
 )
 
 
@@ -50,7 +51,7 @@ def generate_fast(
     eos_tensor = torch.tensor(sorted(eos), device=device)
     ids, mask = left_pad(prompts, tokenizer.pad_token_id)  # [B, P]
     ids, mask = ids.to(device), mask.to(device)
-    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)  # [B, P]
+    positions = positions_from_mask(mask)  # [B, P]
     cache = DynamicCache()
     out = model(
         input_ids=ids,

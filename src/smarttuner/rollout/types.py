@@ -44,6 +44,11 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
     return ids, mask
 
 
+def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:  # [B, L]
+    """Position ids of a (left-)padded batch: real tokens count from 0, padding sits at 0."""
+    return (mask.cumsum(dim=1) - 1).clamp(min=0)
+
+
 def stop_length(ids: list[int], tokenizer: Tokenizer, stops: tuple[str, ...]) -> int | None:
     """Smallest k such that decode(ids[:k]) contains a stop string, or None (binary search)."""
     if not stops or not any(s in tokenizer.decode(ids) for s in stops):

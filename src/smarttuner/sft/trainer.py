@@ -23,6 +23,7 @@ from smarttuner.evaluate import evaluate_task
 from smarttuner.models import autocast_context, load_model, save_model
 from smarttuner.outputs import prepare_output_dir, reset_run_files, write_json
 from smarttuner.prompts import render_prompt
+from smarttuner.rollout.types import positions_from_mask
 from smarttuner.sft.records import SFTRecord
 from smarttuner.sft.sources import SourceContext, make_records
 from smarttuner.sft.traces import programmatic_records
@@ -68,7 +69,7 @@ def batch_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> tuple[
     labelled = batch["labels"] != IGNORE  # [n, L]
     first = int(labelled.float().argmax(dim=1).min())  # earliest labelled position in the batch
     keep = batch["labels"].shape[1] - first + 1
-    positions = (batch["attention_mask"].cumsum(dim=1) - 1).clamp(min=0)
+    positions = positions_from_mask(batch["attention_mask"])
     logits = model(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
