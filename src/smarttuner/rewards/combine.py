@@ -29,13 +29,28 @@ class RewardResult:
     components: dict[str, list[float | None]]  # reward name -> per-completion values
 
 
+def _failing_sample(
+    reward: NamedReward, prompts: list[str], completions: list[str], columns: dict
+) -> int:
+    """Index of the first sample the reward raises on alone (0 if none does by itself)."""
+    for i in range(len(completions)):
+        one = {k: v[i : i + 1] if isinstance(v, list) else v for k, v in columns.items()}
+        try:
+            reward.fn(prompts=prompts[i : i + 1], completions=completions[i : i + 1], **one)
+        except Exception:
+            return i
+    return 0
+
+
 def _call(reward: NamedReward, prompts: list[str], completions: list[str], columns: dict) -> list:
     try:
         values = list(reward.fn(prompts=prompts, completions=completions, **columns))
     except Exception as err:  # a user's function may raise anything: name it and the sample
+        i = _failing_sample(reward, prompts, completions, columns)  # only on failure
         raise RewardError(
             f"reward {reward.name!r} raised {type(err).__name__}: {err} "
-            f"(batch of {len(completions)}; first prompt: {prompts[0][:80]!r})"
+            f"(batch of {len(completions)}; sample {i}: prompt {prompts[i][:80]!r}, "
+            f"completion {completions[i][:80]!r})"
         ) from err
     if len(values) != len(completions):
         raise RewardError(

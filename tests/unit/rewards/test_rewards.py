@@ -244,3 +244,13 @@ def test_component_stats() -> None:
     assert stats["reward/never_std"] == 0.0
     assert stats["reward/pkg.mod.fn_mean"] == 1.0  # ':' is not a metric-name character
     assert len(stats) == 10
+
+
+def raises_on_the_second(prompts, completions, **_):
+    return [1.0 / (len(c) - 3) for c in completions]  # "bad" (3 chars) divides by zero
+
+
+def test_a_raising_reward_names_the_sample_it_failed_on() -> None:
+    rewards = [NamedReward("picky", 1.0, raises_on_the_second)]
+    with pytest.raises(RewardError, match="sample 1: prompt 'p1', completion 'bad'"):
+        compute_rewards(rewards, prompts=["p0", "p1", "p2"], completions=["good", "bad", "fine"])
