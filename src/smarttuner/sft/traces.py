@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from smarttuner.registry import Registry
 from smarttuner.sft.records import SFTRecord, format_target
+from smarttuner.sft.syllogism_trace import syllogism_reasoning
 from smarttuner.tasks.base import Example
 
 TraceWriter = Callable[[Example], str]
@@ -19,22 +20,14 @@ _WRITERS: Registry[TraceWriter] = Registry("trace writer")
 register_trace = _WRITERS.register
 
 
-_SYLLOGISM_RULES = {
-    True: "The conclusion follows necessarily from the premises, so the argument is valid.",
-    False: "The premises allow a situation where the conclusion is false, so it does not follow.",
-}
-
-
 @register_trace("syllogism")
 def syllogism_trace(example: Example) -> str:
+    """The rule-by-rule check of `syllogism_reasoning` (the label is the generator's own)."""
     meta = example.metadata
-    p1, p2 = meta.get("premise1", ""), meta.get("premise2", "")
-    conclusion = meta.get("conclusion", "")
+    reasoning, follows = syllogism_reasoning(meta["premise1"], meta["premise2"], meta["conclusion"])
     valid = bool(meta.get("is_valid", example.answer.strip().lower() == "yes"))
-    reasoning = (
-        f"Premise 1: {p1}. Premise 2: {p2}. Conclusion to check: {conclusion}. "
-        f"{_SYLLOGISM_RULES[valid]}"
-    )
+    if follows != valid:
+        raise ValueError(f"syllogism trace disagrees with the task's label: {meta}")
     return format_target(reasoning, "Yes" if valid else "No")
 
 
