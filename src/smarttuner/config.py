@@ -116,6 +116,13 @@ class GenerationSettings(_Section):
         "group), 'hf' (transformers generate), 'vllm' (vLLM on one CUDA GPU, extra "
         "smarttuner[vllm]; see docs/gpu.md); auto = fast.",
     )
+    policy_copy: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Sample GRPO rollouts and evaluations from a merged copy of the policy "
+        "(LoRA folded in) stored in the autocast dtype, refreshed before each rollout: no "
+        "per-step weight casts or adapter matmuls in the decode loop. auto = on when "
+        "model.autocast is set and the engine is fast/hf; costs one model of memory.",
+    )
 
 
 class GRPOSettings(_Section):

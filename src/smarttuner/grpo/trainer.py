@@ -57,6 +57,7 @@ from smarttuner.grpo.checkpoint import (
 from smarttuner.grpo.experience import Collected, CollectSettings, collect_experience
 from smarttuner.grpo.optimize import LossSettings, OptimState, train_pass
 from smarttuner.models import (
+    REFERENCE_ADAPTER,
     attach_reference_adapter,
     autocast_context,
     is_adapter_dir,
@@ -68,7 +69,8 @@ from smarttuner.models import (
 from smarttuner.outputs import prepare_output_dir, reset_run_files, write_json
 from smarttuner.prompts import context_length, encode_prompts, render_prompt
 from smarttuner.rewards import NamedReward, build_reward
-from smarttuner.rollout import SamplingParams, get_engine, sync_weights
+from smarttuner.rollout import SamplingParams, get_engine, on_model, sync_weights
+from smarttuner.rollout.policy_copy import PolicyCopy, policy_copy_dtype
 from smarttuner.tasks import get_task
 from smarttuner.tasks.base import Example, Task
 from smarttuner.tasks.splits import balance_by_answer, check_disjoint, drop_overlap
@@ -156,9 +158,18 @@ def policy_is_sampler_during_training(
     )
 
 
-def reference_model(model: PreTrainedModel, cfg: GRPOConfig) -> PreTrainedModel | None:
-    """None when no separate copy is needed: beta = 0, or LoRA (reference = adapter disabled)."""
-    if cfg.grpo.beta == 0 or is_peft(model):
+def reference_model(
+    model: PreTrainedModel, cfg: GRPOConfig, copy_dtype: torch.dtype | None = None
+) -> PreTrainedModel | None:
+    """None when no separate copy is needed: beta = 0, or LoRA (reference = adapter disabled
+    or the frozen reference adapter). With a sampling-copy dtype (`policy_copy_dtype`), the
+    reference is a frozen merged copy in that dtype: no adapter matmuls, no weight casts."""
+    if cfg.grpo.beta == 0:
+        return None
+    if copy_dtype is not None:
+        has_ref = REFERENCE_ADAPTER in getattr(model, "peft_config", {})
+        return PolicyCopy(model, copy_dtype, REFERENCE_ADAPTER if has_ref else None).model
+    if is_peft(model):
         return None
     ref = copy.deepcopy(model).eval()
     for p in ref.parameters():
@@ -216,6 +227,7 @@ class GRPORun:
     eval_pending: bool = False  # the evaluation due after `completed` has not run yet
     train_seconds: float = 0.0
     results: dict[str, Any] = field(default_factory=dict)
+    policy_copy: PolicyCopy | None = None  # what rollouts and evals sample from, when enabled
 
     @property
     def checkpoints(self) -> Path:
@@ -234,7 +246,8 @@ class GRPORun:
         result, failed = None, None
         try:
             with self.autocast():
-                result = run_eval(self.model, self.tokenizer, self.data, self.cfg, keep, examples)
+                model = self.sampler()
+                result = run_eval(model, self.tokenizer, self.data, self.cfg, keep, examples)
         except Exception as err:
             failed = err
         if d.any(failed is not None):
@@ -248,6 +261,14 @@ class GRPORun:
 
     def autocast(self):
         return autocast_context(self.cfg.model.autocast, self.model.device)
+
+    def sampler(self) -> PreTrainedModel:
+        """The model to sample from: the merged copy, refreshed to the current weights, or the
+        trained model itself."""
+        if self.policy_copy is None:
+            return self.model
+        self.policy_copy.refresh(self.model)
+        return self.policy_copy.model
 
     def next_prompts(self) -> list[Example]:
         n, pool = self.cfg.grpo.exploration_batchsize, self.data.train
@@ -316,6 +337,8 @@ class GRPORun:
             for s in range(first, first + per_process)
         ]
         engine = sharded_engine(get_engine(self.cfg.generation.engine), seeds)
+        if self.policy_copy is not None:
+            engine = on_model(engine, self.sampler())
         with self.autocast():
             return collect_experience(
                 self.model,
@@ -438,13 +461,15 @@ def _build_run(
         g.skip_zero_std_groups,
     )
     gen = cfg.generation
+    copy_dtype = policy_copy_dtype(cfg)
     return GRPORun(
+        policy_copy=PolicyCopy(model, copy_dtype) if copy_dtype is not None else None,
         cfg=cfg,
         out=out,
         data=data,
         model=model,
         tokenizer=tokenizer,
-        ref_model=reference_model(model, cfg),
+        ref_model=reference_model(model, cfg, copy_dtype),
         rewards=rewards,
         optimizer=optimizer,
         scheduler=scheduler,

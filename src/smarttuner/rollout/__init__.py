@@ -80,6 +80,15 @@ def get_engine(name: str, **options: Any) -> Engine:
     return engine
 
 
+def on_model(engine: Engine, model: PreTrainedModel) -> Engine:
+    """`engine` sampling from `model` whatever model it is called with (a policy copy)."""
+
+    def run(_model, tokenizer, prompts, num_samples, params, generator=None) -> RolloutBatch:
+        return engine(model, tokenizer, prompts, num_samples, params, generator)
+
+    return run
+
+
 def sync_weights(model: PreTrainedModel) -> None:
     """Push `model`'s current weights into every stateful engine built in this process. Call it
     after an optimizer step (before the next rollout); a no-op when only 'fast'/'hf' are used."""
@@ -103,5 +112,6 @@ __all__ = [
     "StatefulEngine",
     "close_engines",
     "get_engine",
+    "on_model",
     "sync_weights",
 ]

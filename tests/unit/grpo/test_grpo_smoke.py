@@ -221,3 +221,45 @@ def test_on_policy_run_skips_old_logprobs(
         assert record["clip_fraction"] == 0.0
     assert len(calls) == 2  # the reference log-probs only (beta > 0), once per iteration
     assert results["optimizer_steps"] == 2
+
+
+def test_bf16_run_samples_from_a_refreshed_merged_copy(
+    tiny_model_dir: str, tmp_path: Path, spread_reward: str
+) -> None:
+    from smarttuner.grpo.trainer import setup_run
+
+    ids = IDS[:, :6]
+    cfg = smoke_config(
+        tiny_model_dir, tmp_path / "copy", spread_reward, **{"model.autocast": "bfloat16"}
+    )
+    run = setup_run(cfg)
+    assert run.policy_copy is not None
+    assert next(run.policy_copy.model.parameters()).dtype == torch.bfloat16
+    start = logits(run.policy_copy.model).clone()
+    record = run.iteration(1, 0.0)
+    assert math.isfinite(record["loss"])
+    sampler = run.sampler()  # refreshed to the updated policy
+    assert sampler is run.policy_copy.model
+    with torch.no_grad():
+        trained = run.model(input_ids=ids).logits
+        sampled = sampler(input_ids=ids).logits.float()
+    assert not torch.equal(logits(sampler), start)
+    assert (sampled - trained).abs().max().item() < 0.1  # the same policy, rounded to bf16
+
+    off = smoke_config(
+        tiny_model_dir,
+        tmp_path / "off",
+        spread_reward,
+        **{"model.autocast": "bfloat16", "generation.policy_copy": "off"},
+    )
+    assert setup_run(off).policy_copy is None
+    on_vllm = smoke_config(
+        tiny_model_dir,
+        tmp_path / "vllm",
+        spread_reward,
+        **{"generation.policy_copy": "on", "generation.engine": "vllm"},
+    )
+    from smarttuner.rollout.policy_copy import policy_copy_dtype
+
+    with pytest.raises(ValueError, match="policy_copy 'on' needs the fast or hf engine"):
+        policy_copy_dtype(on_vllm)

@@ -62,3 +62,27 @@ def test_sampling_with_a_seeded_generator_is_reproducible() -> None:
     a = sample_next(logits, 0.7, 0.95, torch.Generator().manual_seed(5))
     b = sample_next(logits, 0.7, 0.95, torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("top_p", [0.5, 0.9, 0.95])
+def test_candidate_nucleus_is_exactly_the_full_sort_nucleus(top_p: float) -> None:
+    from smarttuner.rollout.sampling import _nucleus_candidates
+
+    torch.manual_seed(1)
+    scaled = torch.randn(64, 5000) * torch.linspace(0.5, 6.0, 64).unsqueeze(1)  # flat to peaked
+    ids, weights, complete = _nucleus_candidates(scaled, top_p, candidates=128)
+    assert 0 < int(complete.sum()) < 64  # both paths are exercised
+    full = torch.isfinite(top_p_filter(scaled, top_p))
+    for row in complete.nonzero().squeeze(1).tolist():
+        ours = set(ids[row][weights[row] > 0].tolist())
+        assert ours == set(full[row].nonzero().squeeze(1).tolist())
+
+
+@pytest.mark.parametrize("candidates", [2, 256])  # fallback path, candidate path
+def test_top_p_draws_follow_the_renormalised_nucleus(candidates: int) -> None:
+    # probabilities 0.4, 0.3, 0.2, 0.1; top_p 0.8 keeps the first three -> 4/9, 3/9, 2/9
+    logits = torch.log(torch.tensor([0.4, 0.3, 0.2, 0.1])).expand(20000, 4)
+    gen = torch.Generator().manual_seed(3)
+    draws = sample_next(logits, 1.0, 0.8, gen, candidates=candidates)
+    freq = torch.bincount(draws, minlength=4).float() / 20000
+    assert freq.tolist() == pytest.approx([4 / 9, 3 / 9, 2 / 9, 0.0], abs=0.012)
