@@ -46,7 +46,10 @@ def test_bench_workers_on_the_tiny_model(tiny_model_dir, tmp_path) -> None:
     assert results["rollout"]["fast"]["tokens"] == 2 * 4 * 6  # no stop string: full budget
     assert results["smarttuner"]["peak_rss_mb"] > 0
     assert "rollout_speedup_vs_generate" in results["summary"]
-    assert bench_table(results).row_count >= 3
+    assert results["rollout"]["hf-bf16"]["tokens"] > 0  # both engines also on bf16 weights
+    assert isinstance(results["rollout"]["greedy_identical-bf16"], bool)
+    assert "rollout_bf16_speedup_vs_generate_bf16" in results["summary"]
+    assert bench_table(results).row_count >= 5
 
 
 @pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="bench extra (trl) absent")

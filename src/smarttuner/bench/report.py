@@ -45,7 +45,7 @@ def bench_table(results: dict[str, Any]) -> Table:
         )
     roll = results.get("rollout")
     if roll:
-        for engine in ("fast", "hf"):
+        for engine in [k for k in ("fast", "hf", "fast-bf16", "hf-bf16") if k in roll]:
             e = roll[engine]
             table.add_row(
                 f"rollout {engine}",
@@ -58,9 +58,12 @@ def bench_table(results: dict[str, Any]) -> Table:
             )
     s = results.get("summary", {})
     notes = [
-        f"{k}: {v:.2f}×" for k, v in s.items() if k.endswith(("speedup_vs_trl", "vs_generate"))
+        f"{k}: {v:.2f}×"
+        for k, v in s.items()
+        if k.endswith(("speedup_vs_trl", "vs_generate", "vs_generate_bf16"))
     ]
     if roll:
-        notes.append(f"greedy tokens identical: {roll['greedy_identical']}")
+        same = {k: v for k, v in roll.items() if k.startswith("greedy_identical")}
+        notes.append("greedy tokens identical: " + ", ".join(f"{k} {v}" for k, v in same.items()))
     table.caption = "  ".join(notes)
     return table

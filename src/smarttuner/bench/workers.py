@@ -42,22 +42,24 @@ def rollout(s: BenchSettings) -> dict[str, Any]:
     _, prompts = _prompts(s, tokenizer)
     params = SamplingParams(s.max_new_tokens, s.temperature, s.top_p)  # no stop: pure decode
     out: dict[str, Any] = {}
-    for engine in ("fast", "hf"):
-        gen = torch.Generator().manual_seed(s.seed)
-        t0 = time.perf_counter()
-        batch = get_engine(engine)(model, tokenizer, prompts, s.num_generations, params, gen)
-        seconds = time.perf_counter() - t0
-        tokens = int(batch.lengths.sum())
-        out[engine] = {
-            "seconds": seconds,
-            "tokens": tokens,
-            "tokens_per_second": tokens / seconds,
-            "decode_steps": int(batch.lengths.max()),
-        }
     greedy = SamplingParams(32, 0.0)
-    a = get_engine("fast")(model, tokenizer, prompts, 1, greedy)
-    b = get_engine("hf")(model, tokenizer, prompts, 1, greedy)
-    out["greedy_identical"] = bool(torch.equal(a.completion_ids, b.completion_ids))
+    for suffix, dtype in (("", torch.float32), ("-bf16", torch.bfloat16)):  # weights in dtype
+        model.to(dtype)
+        for engine in ("fast", "hf"):
+            gen = torch.Generator().manual_seed(s.seed)
+            t0 = time.perf_counter()
+            batch = get_engine(engine)(model, tokenizer, prompts, s.num_generations, params, gen)
+            seconds = time.perf_counter() - t0
+            tokens = int(batch.lengths.sum())
+            out[engine + suffix] = {
+                "seconds": seconds,
+                "tokens": tokens,
+                "tokens_per_second": tokens / seconds,
+                "decode_steps": int(batch.lengths.max()),
+            }
+        a = get_engine("fast")(model, tokenizer, prompts, 1, greedy)
+        b = get_engine("hf")(model, tokenizer, prompts, 1, greedy)
+        out["greedy_identical" + suffix] = bool(torch.equal(a.completion_ids, b.completion_ids))
     out["peak_rss_mb"] = peak_rss_mb()
     return out
 
