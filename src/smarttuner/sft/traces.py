@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from smarttuner.registry import Registry
+from smarttuner.sft.arithmetic_trace import arithmetic_reasoning
 from smarttuner.sft.records import SFTRecord, format_target
 from smarttuner.sft.syllogism_trace import syllogism_reasoning
 from smarttuner.tasks.base import Example
@@ -33,12 +34,12 @@ def syllogism_trace(example: Example) -> str:
 
 @register_trace("arithmetic")
 def arithmetic_trace(example: Example) -> str:
+    """Both steps worked out, products through place values (`arithmetic_reasoning`)."""
     m = example.metadata
-    reasoning = (
-        f"First {m['a']} {m['op1']} {m['b']} = {m['intermediate']}. "
-        f"Then {m['intermediate']} {m['op2']} {m['c']} = {m['result']}."
-    )
-    return format_target(reasoning, str(m["result"]))
+    reasoning, result = arithmetic_reasoning(m["a"], m["op1"], m["b"], m["op2"], m["c"])
+    if result != m["result"]:
+        raise ValueError(f"arithmetic trace disagrees with the task's answer: {m}")
+    return format_target(reasoning, str(result))
 
 
 def generic_trace(example: Example) -> str:

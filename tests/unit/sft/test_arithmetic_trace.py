@@ -1,0 +1,77 @@
+"""The arithmetic trace: place-value products, every written equation true, answer = gold."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from smarttuner import formatting
+from smarttuner.sft.arithmetic_trace import arithmetic_reasoning, place_values, product_steps
+from smarttuner.sft.traces import arithmetic_trace
+from smarttuner.tasks.arithmetic import ArithmeticTask
+
+
+@pytest.mark.parametrize(
+    ("n", "parts"), [(0, [0]), (7, [7]), (10, [10]), (305, [300, 5]), (323, [300, 20, 3])]
+)
+def test_place_values(n: int, parts: list[int]) -> None:
+    assert place_values(n) == parts
+
+
+def test_place_values_rejects_negative() -> None:
+    with pytest.raises(ValueError, match="non-negative"):
+        place_values(-3)
+
+
+def test_product_steps_worked_examples() -> None:
+    assert product_steps(7, 9) == "7 * 9 = 63"
+    assert product_steps(17, 19) == "17 * 19 = 10 * 19 + 7 * 19 = 190 + 133 = 323"
+    assert product_steps(323, 13) == (
+        "323 * 13 = 300 * 13 + 20 * 13 + 3 * 13 = 3900 + 260 + 39; 3900 + 260 = 4160; "
+        "4160 + 39 = 4199"
+    )
+    assert product_steps(-16, 5) == "16 * 5 = 10 * 5 + 6 * 5 = 50 + 30 = 80, so -16 * 5 = -80"
+
+
+def _value(expr: str) -> int:
+    tokens = expr.split(" ")
+    terms = [[int(tokens[0])]]
+    for op, num in zip(tokens[1::2], tokens[2::2], strict=True):
+        if op == "*":
+            terms[-1].append(int(num))
+        else:
+            terms.append([int(num) if op == "+" else -int(num)])
+    total = 0
+    for term in terms:
+        product = 1
+        for factor in term:
+            product *= factor
+        total += product
+    return total
+
+
+def test_every_equation_in_2000_traces_is_true_and_the_answer_is_gold() -> None:
+    task = ArithmeticTask()
+    checked = 0
+    for example in task.examples(seed=7, n=2000):
+        target = arithmetic_trace(example)
+        assert formatting.format_ok(target)
+        assert formatting.extract_answer(target) == example.answer
+        reasoning = target.split("<think>")[1].split("</think>")[0]
+        for sentence in re.split(r"[.;,] ", reasoning):
+            chain = [part.strip().rstrip(".") for part in sentence.split(" = ")]
+            chain[0] = chain[0].removeprefix("First ").removeprefix("Then ").removeprefix("so ")
+            if len(chain) < 2 or not all(re.fullmatch(r"-?\d+( [-+*] -?\d+)*", c) for c in chain):
+                continue
+            values = {_value(c) for c in chain}
+            assert len(values) == 1, (example.question, sentence)
+            checked += 1
+    assert checked >= 4000  # at least both steps of every question were checked
+
+
+def test_reasoning_value_matches_the_operators() -> None:
+    text, value = arithmetic_reasoning(5, "-", 19, "*", 12)
+    assert value == -168
+    assert text.endswith("So the answer is -168.")
+    assert "-14 * 12" in text
