@@ -1,11 +1,11 @@
 """Everything a person looks at, drawn from one real short run of the tiny model: every figure
-(files exist, are PNGs, hold the right number of series), the TensorBoard event files, the
-live figure, and the HTML report (sections, embedded figures, escaped completions)."""
+(files exist, are PNGs, hold the right number of series), the TensorBoard event files and the
+HTML report (sections, embedded figures, escaped completions). The live figure is tested in
+`test_live_plot.py`."""
 
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import textwrap
 from pathlib import Path
@@ -18,9 +18,7 @@ import smarttuner.grpo.trainer as grpo_trainer
 from smarttuner.cli import app
 from smarttuner.config import GRPOConfig, SFTConfig, build_config
 from smarttuner.plots import (
-    LivePlot,
     build_run_figures,
-    draw_live,
     plot_comparison,
     plot_run,
     plot_runs_overlay,
@@ -204,35 +202,6 @@ def test_tensorboard_event_files_are_readable(real_run: Path) -> None:
     assert "completions/text_summary" in tags["tensors"]
 
 
-def test_live_plot_draws_every_panel(real_run: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    records = read_metrics(real_run / "grpo" / "metrics.jsonl")
-    fig = Figure()
-    FigureCanvasAgg(fig)
-    draw_live(fig, records)
-    reward, rates, loss, kl = fig.axes
-    assert _labels(reward) == ["reward mean"] and len(reward.collections) == 1
-    assert _labels(rates) == ["accuracy", "format rate"]
-    assert _labels(loss) == ["loss"] and _labels(kl) == ["kl"]
-    assert len(kl.get_lines()[0].get_xdata()) == ITERATIONS
-
-
-def test_live_plot_on_a_headless_machine_warns_once(
-    real_run: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.delenv("DISPLAY", raising=False)
-    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    live = LivePlot()
-    with caplog.at_level(logging.WARNING, logger="smarttuner.plots"):
-        for record in read_metrics(real_run / "grpo" / "metrics.jsonl"):
-            live(int(record["step"]), record)
-    assert not live.enabled and len(live.records) == ITERATIONS + 2
-    assert caplog.text.count("headless") == 1
-    live.close()
-
-
 def test_report_holds_every_section(real_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "grpo"
     shutil.copytree(real_run / "grpo", run, ignore=shutil.ignore_patterns("plots"))
@@ -310,25 +279,6 @@ def test_plot_command_modes(real_run: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["plot", "--compare", *files, "-o", str(out)])
     assert result.exit_code == 0, result.output
     _assert_png(out)
-
-
-@pytest.mark.filterwarnings("ignore::UserWarning")
-def test_live_plot_updates_its_window(real_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import matplotlib.pyplot as plt
-
-    import smarttuner.plots as plots
-
-    plt.switch_backend("agg")  # stands in for a GUI backend: same figure calls, no window
-    monkeypatch.setattr(plots, "interactive_backend", lambda: "agg")
-    live = LivePlot(every=2)
-    records = read_metrics(real_run / "grpo" / "metrics.jsonl")
-    for record in records:
-        live(int(record["step"]), record)
-    assert live.enabled and live._fig is not None
-    reward = live._fig.axes[0]
-    assert len(reward.get_lines()[0].get_xdata()) == 2  # drawn at step 2 (every=2), not 3
-    live.close()
-    plt.close(live._fig)
 
 
 def test_plot_without_arguments_lists_runs_and_asks(

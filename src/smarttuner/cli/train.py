@@ -56,7 +56,7 @@ def _training_overrides(
 @contextlib.contextmanager
 def _progress(total: int, show_plots: bool) -> Iterator[Callable[[int, dict[str, Any]], None]]:
     """The per-step callback: progress bar, and a live figure when asked (headless: a warning)."""
-    from smarttuner.plots import LivePlot
+    from smarttuner.live_plot import LivePlot
     from smarttuner.progress import GRPOProgress
 
     live = LivePlot() if show_plots else None
