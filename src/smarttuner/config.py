@@ -437,4 +437,8 @@ class PipelineConfig(GRPOConfig):
     run_sft: Literal["auto", "always", "never"] = Field(
         "auto", description="auto: SFT only when the probe says the model needs warm-up."
     )
+    run_grpo: bool = Field(
+        True,
+        description="false: stop after SFT and its eval (the SFT-only control of a recipe).",
+    )
     output_dir: Path = Field(Path("runs/pipeline"), description="Where everything goes.")

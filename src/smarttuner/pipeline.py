@@ -5,6 +5,10 @@ plots, all in one output directory:
     OUTPUT/sft/                  SFT run (metrics.jsonl, model/, plots/)
     OUTPUT/grpo/                 GRPO run (metrics.jsonl, completions.jsonl, model/, plots/)
     OUTPUT/results/sft_<task>_<model>.json, grpo_<task>_<model>.json, summary.json
+
+With `run_grpo: false` it stops after SFT and an evaluation of the SFT model made exactly as
+GRPO's evaluation at step 0 would make it: the SFT-only control of a recipe (give it as much
+more SFT as the GRPO stage cost; `cpu_seconds` in the summary says what each stage cost).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 from smarttuner.config import PipelineConfig, SFTConfig, dump_config
 from smarttuner.evaluate.probe import needs_warmup, probe_model
-from smarttuner.grpo.trainer import prepare_data, run_eval, train_grpo
+from smarttuner.grpo.trainer import evaluate_model, prepare_data, run_eval, train_grpo
 from smarttuner.models import load_model
 from smarttuner.outputs import prepare_output_dir, write_json
 from smarttuner.sft import train_sft
@@ -74,6 +78,24 @@ def _probe_and_baseline(cfg: PipelineConfig, data, out: Path, say: Say) -> tuple
     return record, baseline
 
 
+class _CPUClock:
+    """CPU seconds (user + system, all threads) of this process spent per stage; with 2 cores
+    busy, wall time understates the cost of a stage by up to 2×, and another job on the
+    machine inflates wall time but not this."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = self._first = time.process_time()
+
+    def lap(self, stage: str) -> None:
+        now = time.process_time()
+        self.laps[stage] = now - self._last
+        self._last = now
+
+    def summary(self) -> dict[str, float]:
+        return {**self.laps, "total": time.process_time() - self._first}
+
+
 def _read(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -90,13 +112,14 @@ def run_pipeline(
     resuming = bool(cfg.resume)
     out = prepare_output_dir(Path(cfg.output_dir), cfg.overwrite, resume=resuming)
     dump_config(cfg, out / "pipeline_config.yaml")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _CPUClock()
     data = prepare_data(cfg)
     results_dir = out / "results"
     tag = f"{_slug(cfg.task.name)}_{_slug(cfg.model.name)}"
     probe, baseline = (_read(out / "probe.json"), _read(out / "baseline.json"))
     if not (resuming and probe and baseline):
         probe, baseline = _probe_and_baseline(cfg, data, out, say)
+    cpu.lap("probe_and_baseline")
     say(probe["reason"])
     say(_fmt("baseline", baseline))
     do_sft = bool(probe["run_sft"])
@@ -122,22 +145,38 @@ def run_pipeline(
         else:
             say(f"SFT already done: {sft_results['model_dir']}")
         grpo_start = sft_results["model_dir"]
+        cpu.lap("sft")
 
-    say(f"GRPO: {cfg.num_iterations} iterations from {grpo_start}")
     grpo_cfg = cfg.model_copy(update={"output_dir": out / "grpo", "overwrite": not resuming})
-    grpo_cfg = grpo_cfg.model_copy(
-        update={"model": cfg.model.model_copy(update={"name": grpo_start})}
+    grpo_cfg = _as_grpo(
+        grpo_cfg.model_copy(update={"model": cfg.model.model_copy(update={"name": grpo_start})})
     )
-    grpo_results = train_grpo(_as_grpo(grpo_cfg), on_step=on_step)
-    if do_sft:
-        summary["after_sft"] = grpo_results["baseline"]
-    summary["final"] = grpo_results["final"]
-    write_json(
-        results_dir / f"grpo_{tag}.json",
-        {**grpo_results, "baseline": baseline, "after_sft": summary.get("after_sft")},
+    if cfg.run_grpo:
+        say(f"GRPO: {cfg.num_iterations} iterations from {grpo_start}")
+        grpo_results = train_grpo(grpo_cfg, on_step=on_step)
+        if do_sft:
+            summary["after_sft"] = grpo_results["baseline"]
+        summary["final"] = grpo_results["final"]
+        write_json(
+            results_dir / f"grpo_{tag}.json",
+            {**grpo_results, "baseline": baseline, "after_sft": summary.get("after_sft")},
+        )
+        _plot(out / "grpo")
+        cpu.lap("grpo")
+        model_dir = grpo_results["model_dir"]
+    else:
+        say(f"no GRPO (run_grpo: false): eval of {grpo_start}")
+        final = evaluate_model(grpo_cfg, data).metrics()
+        if do_sft:
+            summary["after_sft"] = final
+        summary["final"] = final
+        cpu.lap("final_eval")
+        model_dir = grpo_start
+    summary.update(
+        model_dir=model_dir,
+        total_seconds=time.perf_counter() - start,
+        cpu_seconds=cpu.summary(),
     )
-    _plot(out / "grpo")
-    summary.update(model_dir=grpo_results["model_dir"], total_seconds=time.perf_counter() - start)
     write_json(results_dir / "summary.json", summary)
     write_json(out / "results.json", summary)
     return summary

@@ -96,3 +96,34 @@ def test_pipeline_resume_reuses_finished_stages(tiny_model_dir, tmp_path) -> Non
         if '"phase": "grpo"' in line
     ]
     assert len(steps) == 2  # iteration 1 kept from the first run, iteration 2 added
+
+
+def test_pipeline_without_grpo_is_the_sft_only_control(tiny_model_dir, tmp_path) -> None:
+    out = tmp_path / "pipe"
+    cfg = build_config(
+        PipelineConfig, None, _tiny_pipeline(tiny_model_dir, out, run_sft="always", run_grpo=False)
+    )
+    said: list[str] = []
+    summary = run_pipeline(cfg, say=said.append)
+    assert not (out / "grpo").exists()
+    assert summary["final"] == summary["after_sft"]
+    assert summary["model_dir"] == str(out / "sft" / "model")
+    assert any("no GRPO" in s for s in said)
+    cpu = summary["cpu_seconds"]
+    assert set(cpu) == {"probe_and_baseline", "sft", "final_eval", "total"}
+    assert all(v >= 0 for v in cpu.values())
+    assert cpu["total"] >= cpu["sft"] > 0
+    assert json.loads((out / "results.json").read_text())["cpu_seconds"] == cpu
+
+
+def test_sft_only_eval_equals_grpo_eval_at_step_0(tiny_model_dir, tmp_path) -> None:
+    """The control's evaluation is made the way GRPO evaluates its starting model (here through
+    the merged bf16 sampling copy, as in the recipes)."""
+    values = _tiny_pipeline(
+        tiny_model_dir, tmp_path / "a", run_sft="always", **{"model.autocast": "bfloat16"}
+    )
+    with_grpo = run_pipeline(build_config(PipelineConfig, None, values), say=lambda _: None)
+    values = {**values, "output_dir": str(tmp_path / "b"), "run_grpo": False}
+    control = run_pipeline(build_config(PipelineConfig, None, values), say=lambda _: None)
+    assert control["after_sft"] == with_grpo["after_sft"]
+    assert set(with_grpo["cpu_seconds"]) == {"probe_and_baseline", "sft", "grpo", "total"}

@@ -197,6 +197,17 @@ def run_eval(
     )
 
 
+def evaluate_model(cfg: GRPOConfig, data: RunData) -> EvalResult:
+    """Greedy eval of `cfg.model` (a model or an adapter folder) exactly as a GRPO run's eval at
+    step 0 does it: same sampler (the merged copy when `generation.policy_copy` applies), same
+    autocast, same settings."""
+    model, tokenizer = load_model(cfg.model, lora=None, trainable=False)
+    copy_dtype = policy_copy_dtype(cfg)
+    sampler = PolicyCopy(model, copy_dtype).model if copy_dtype is not None else model
+    with autocast_context(cfg.model.autocast, model.device):
+        return run_eval(sampler, tokenizer, data, cfg)
+
+
 @dataclass
 class GRPORun:
     """Everything one GRPO run holds between iterations (the unit a checkpoint saves)."""
