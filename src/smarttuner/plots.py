@@ -270,6 +270,9 @@ def _reward_components_figure(grpo: list[Record]) -> Figure | None:
     return fig
 
 
+_BALANCED = "balanced_accuracy"
+
+
 def _accuracy_figure(grpo: list[Record], evals: list[Record]) -> Figure | None:
     """Accuracy and format rate: training batches as lines, eval points as markers."""
     panels = [k for k in ("accuracy", "format_rate") if _rows(grpo, k) or _rows(evals, k)]
@@ -285,6 +288,9 @@ def _accuracy_figure(grpo: list[Record], evals: list[Record]) -> Figure | None:
             ex, ey = _series([r for r in evals if str(r.get("split", "eval")) == split], key)
             if ex:
                 ax.plot(ex, ey, "o--", markersize=6, linewidth=1, label=split)
+            bx, by = _series([r for r in evals if str(r.get("split", "eval")) == split], _BALANCED)
+            if key == "accuracy" and bx:  # few-answer tasks: mean per-class recall beside it
+                ax.plot(bx, by, "s:", markersize=5, linewidth=1, label=f"{split} (balanced)")
         ax.set_ylim(-0.02, 1.02)
         last = i == len(panels) - 1
         title = "Accuracy and format rate" if i == 0 else None

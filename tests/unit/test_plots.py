@@ -204,3 +204,15 @@ def test_plot_before_after(tmp_path: Path) -> None:
     _assert_png(out)
     with pytest.raises(ValueError, match="baseline"):
         plot_before_after({"model": "tiny"}, tmp_path / "bad.png")
+
+
+def test_balanced_accuracy_of_evals_is_drawn_beside_accuracy() -> None:
+    lines = _metrics_lines()
+    for line in lines:
+        if line.get("phase") == "eval":
+            line["balanced_accuracy"] = line["accuracy"] / 2
+    accuracy, format_rate = build_run_figures(lines)["grpo_accuracy.png"].axes
+    labels = [line.get_label() for line in accuracy.get_lines()]
+    assert labels == ["train batch", "eval", "eval (balanced)"]
+    assert list(accuracy.get_lines()[2].get_ydata()) == [0.05, 0.2]
+    assert len(format_rate.get_lines()) == 2  # not on the format panel
