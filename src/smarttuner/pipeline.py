@@ -6,7 +6,7 @@ plots, all in one output directory:
     OUTPUT/grpo/                 GRPO run (metrics.jsonl, completions.jsonl, model/, plots/)
     OUTPUT/results/sft_<task>_<model>.json, grpo_<task>_<model>.json, summary.json
 
-With `run_grpo: false` it stops after SFT and an evaluation of the SFT model made exactly as
+With `run_grpo: false` it stops after SFT and an evaluation of the SFT model made the way
 GRPO's evaluation at step 0 would make it: the SFT-only control of a recipe (give it as much
 more SFT as the GRPO stage cost; `cpu_seconds` in the summary says what each stage cost).
 """

@@ -198,7 +198,7 @@ def run_eval(
 
 
 def evaluate_model(cfg: GRPOConfig, data: RunData) -> EvalResult:
-    """Greedy eval of `cfg.model` (a model or an adapter folder) exactly as a GRPO run's eval at
+    """Greedy eval of `cfg.model` (a model or an adapter folder) the way a GRPO run's eval at
     step 0 does it: same sampler (the merged copy when `generation.policy_copy` applies), same
     autocast, same settings."""
     model, tokenizer = load_model(cfg.model, lora=None, trainable=False)
