@@ -285,11 +285,12 @@ def _accuracy_figure(grpo: list[Record], evals: list[Record]) -> Figure | None:
         if xs:
             _draw_noisy(ax, xs, ys, "train batch")
         for split in splits:
-            ex, ey = _series([r for r in evals if str(r.get("split", "eval")) == split], key)
+            split_evals = [r for r in evals if str(r.get("split", "eval")) == split]
+            ex, ey = _series(split_evals, key)
             if ex:
                 ax.plot(ex, ey, "o--", markersize=6, linewidth=1, label=split)
-            bx, by = _series([r for r in evals if str(r.get("split", "eval")) == split], _BALANCED)
-            if key == "accuracy" and bx:  # few-answer tasks: mean per-class recall beside it
+            bx, by = _series(split_evals, _BALANCED) if key == "accuracy" else ([], [])
+            if bx:  # few-answer tasks: mean per-class recall beside accuracy
                 ax.plot(bx, by, "s:", markersize=5, linewidth=1, label=f"{split} (balanced)")
         ax.set_ylim(-0.02, 1.02)
         last = i == len(panels) - 1
