@@ -3,6 +3,8 @@
 What it does that `model.generate` does not:
 - one prefill per *distinct* prompt: the G samples of a group share it, and the cache is then
   repeated G times (prefill of 8 prompts instead of 48 rows);
+- keys and values are written into a cache allocated once for prompt + `max_new_tokens`
+  (`kv_cache.py`), not concatenated every step;
 - finished rows leave the batch at once (EOS, or a stop string such as `</answer>`), so the
   decode forward shrinks as completions end;
 - no logits processors, stopping-criteria objects or per-step output bookkeeping beyond one
@@ -14,9 +16,10 @@ greedy decoding (temperature 0) gives the same tokens.
 from __future__ import annotations
 
 import torch
-from transformers import DynamicCache, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
+from smarttuner.rollout.kv_cache import preallocated_cache
 from smarttuner.rollout.sampling import sample_next
 from smarttuner.rollout.types import (
     RolloutBatch,
@@ -52,7 +55,8 @@ def generate_fast(
     ids, mask = left_pad(prompts, tokenizer.pad_token_id)  # [B, P]
     ids, mask = ids.to(device), mask.to(device)
     positions = positions_from_mask(mask)  # [B, P]
-    cache = DynamicCache()
+    layers = model.config.get_text_config(decoder=True).num_hidden_layers
+    cache = preallocated_cache(layers, ids.shape[1] + params.max_new_tokens)
     out = model(
         input_ids=ids,
         attention_mask=mask,
