@@ -15,7 +15,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 from smarttuner.formatting import format_ok
 from smarttuner.grpo.advantages import group_advantages, zero_std_groups
 from smarttuner.grpo.buffer import Experience
-from smarttuner.grpo.logprobs import completion_logprobs
+from smarttuner.grpo.logprobs import bucketed_logprobs
 from smarttuner.models import reference_mode
 from smarttuner.rewards import NamedReward, component_stats, compute_rewards
 from smarttuner.rollout import Engine, RolloutBatch, SamplingParams
@@ -54,20 +54,16 @@ def reference_context(model: PreTrainedModel, ref_model: PreTrainedModel | None)
 def batched_logprobs(
     model: PreTrainedModel, batch: RolloutBatch, temperature: float, chunk: int
 ) -> torch.Tensor:  # [N, C]
-    parts = []
-    for s in range(0, batch.completion_ids.shape[0], chunk):
-        sl = slice(s, s + chunk)
-        parts.append(
-            completion_logprobs(
-                model,
-                batch.prompt_ids[sl],
-                batch.prompt_mask[sl],
-                batch.completion_ids[sl],
-                batch.completion_mask[sl],
-                temperature,
-            ).cpu()
-        )
-    return torch.cat(parts)
+    """Log-probs of every completion, at most `chunk` rows per forward (length buckets)."""
+    return bucketed_logprobs(
+        model,
+        batch.prompt_ids,
+        batch.prompt_mask,
+        batch.completion_ids,
+        batch.completion_mask,
+        temperature,
+        max_rows=chunk,
+    ).cpu()
 
 
 def collect_experience(

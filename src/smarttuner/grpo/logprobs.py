@@ -8,13 +8,19 @@ each *distinct* prompt through the model once, copies its KV cache to the rows t
 (an indexing op, so gradients flow back into the prompt's activations), and then runs only the
 completion tokens. The result equals the plain full-sequence forward (tested) at a fraction
 of the cost; `share_prompts=False` gives the plain forward.
+
+`bucketed_logprobs` is what the trainer calls: it splits a batch into buckets of similar
+completion length (`buckets.plan_buckets`) so each forward is padded only to its own longest
+row, and returns the rows in their original order with zeros at padding positions.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from transformers import DynamicCache, PreTrainedModel
 
+from smarttuner.grpo.buckets import plan_buckets
 from smarttuner.rollout.types import positions_from_mask
 
 
@@ -95,3 +101,42 @@ def completion_logprobs(
     else:
         logits = _full_forward_logits(model, *args)
     return selective_log_softmax(logits, args[2], temperature if temperature > 0 else 1.0)
+
+
+def bucketed_logprobs(
+    model: PreTrainedModel,
+    prompt_ids: torch.Tensor,  # [N, P] left-padded
+    prompt_mask: torch.Tensor,  # [N, P]
+    completion_ids: torch.Tensor,  # [N, C] right-padded
+    completion_mask: torch.Tensor,  # [N, C]
+    temperature: float = 1.0,
+    max_rows: int | None = None,
+) -> torch.Tensor:  # [N, C], 0 at padding
+    """`completion_logprobs` run bucket by bucket (rows of similar completion length, at most
+    `max_rows` per forward); differentiable, rows in their original order."""
+    n, width = completion_ids.shape
+    lengths = completion_mask.sum(1).tolist()
+    unique, prompt_of = torch.unique(
+        torch.cat([prompt_ids, prompt_mask], dim=1), dim=0, return_inverse=True
+    )
+    prompt_tokens = unique[:, prompt_ids.shape[1] :].sum(1).tolist()
+    plan = plan_buckets(lengths, prompt_of.tolist(), prompt_tokens, max_rows or n)
+    pieces = []
+    for bucket in plan:
+        idx = torch.tensor(bucket)
+        w = max(1, max(lengths[r] for r in bucket))
+        mask = prompt_mask[idx]
+        start = int(mask.any(0).long().argmax())  # drop columns that are padding in every row
+        logprobs = completion_logprobs(
+            model,
+            prompt_ids[idx, start:],
+            mask[:, start:],
+            completion_ids[idx, :w],
+            completion_mask[idx, :w],
+            temperature,
+        )  # [b, w]
+        pieces.append(F.pad(logprobs, (0, width - w)) * completion_mask[idx].to(logprobs))
+    order = torch.tensor([r for bucket in plan for r in bucket])
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(n)
+    return torch.cat(pieces)[inverse.to(pieces[0].device)]

@@ -6,7 +6,11 @@ import pytest
 import torch
 
 from smarttuner.grpo.buffer import Experience, collate
-from smarttuner.grpo.logprobs import completion_logprobs, selective_log_softmax
+from smarttuner.grpo.logprobs import (
+    bucketed_logprobs,
+    completion_logprobs,
+    selective_log_softmax,
+)
 
 
 def sharpen(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
@@ -91,3 +95,27 @@ def test_selective_log_softmax_matches_full_log_softmax() -> None:
     index = torch.randint(0, 50, (3, 4), generator=gen)
     expected = torch.log_softmax(logits, dim=-1).gather(-1, index.unsqueeze(-1)).squeeze(-1)
     torch.testing.assert_close(selective_log_softmax(logits, index), expected)
+
+
+@pytest.mark.parametrize("max_rows", [None, 1, 3])
+def test_bucketed_equals_one_padded_forward_with_gradients(tiny_model, max_rows) -> None:
+    model = sharpen(tiny_model).double()
+    lengths = [1, 2, 30, 3, 31, 2]  # two stragglers: the plan splits the batch
+    cases = [(CASES[i % 2][0], list(range(10, 10 + n))) for i, n in enumerate(lengths)]
+    items = [Experience(torch.tensor(p), torch.tensor(c), None, None, 0.0, 0) for p, c in cases]
+    mb = collate(items, 2)
+    args = (mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask, 0.7)
+    weight = torch.randn(mb.completion_ids.shape, generator=torch.Generator().manual_seed(3))
+
+    def run(fn, **kw):
+        model.zero_grad()
+        logp = fn(model, *args, **kw) * mb.completion_mask
+        (logp * weight).sum().backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        return logp.detach(), grads
+
+    plain, plain_grads = run(completion_logprobs)
+    bucketed, bucketed_grads = run(bucketed_logprobs, max_rows=max_rows)
+    torch.testing.assert_close(bucketed, plain, atol=1e-5, rtol=1e-5)  # float rounding only
+    for a, b in zip(bucketed_grads, plain_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
