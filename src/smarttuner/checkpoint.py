@@ -277,9 +277,12 @@ def load_model_weights(model: torch.nn.Module, folder: Path) -> None:
 # --- optimizer and scheduler ---------------------------------------------------------------
 
 
-def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """(tensors, JSON part) of `optimizer.state_dict()`."""
-    sd = optimizer.state_dict()
+def optimizer_state(
+    optimizer: torch.optim.Optimizer, sd: dict | None = None
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, JSON part) of `optimizer.state_dict()` (or of `sd`, the same thing gathered
+    from a sharded run)."""
+    sd = optimizer.state_dict() if sd is None else sd
     tensors: dict[str, torch.Tensor] = {}
     plain: dict[str, dict[str, Any]] = {}
     for index, entry in sd["state"].items():
@@ -293,8 +296,13 @@ def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.T
 
 
 def load_optimizer_state(
-    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], plain: dict
+    optimizer: torch.optim.Optimizer,
+    tensors: dict[str, torch.Tensor],
+    plain: dict,
+    load: Callable[[dict], None] | None = None,
 ) -> None:
+    """Rebuild the state dict saved by `optimizer_state` and load it (with `load`, e.g. a
+    sharded run's loader, instead of `optimizer.load_state_dict`)."""
     state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in plain["state"].items()}
     for key, value in tensors.items():
         _, index, name = key.split(".", 2)
@@ -307,7 +315,7 @@ def load_optimizer_state(
         for saved, now in zip(plain["param_groups"], live, strict=True)
     ]  # JSON turned tuples such as AdamW's betas into lists
     try:
-        optimizer.load_state_dict({"state": state, "param_groups": groups})
+        (load or optimizer.load_state_dict)({"state": state, "param_groups": groups})
     except (ValueError, KeyError) as err:
         raise CheckpointError(f"the checkpoint's optimizer state does not fit: {err}") from None
 

@@ -19,8 +19,11 @@ process must run the same number of backwards — a minibatch skipped for a non-
 one process, or a process without experience in a slot, would hang the job. Averaging the
 gradients once per step keeps each process free to skip, costs one all-reduce per step, and
 needs no wrapper around the PEFT model (generation and the reference forward use it as is).
-FSDP and DeepSpeed need that wrapper; they are refused with a clear message (see
-docs/scaling.md): a 135M–600M model and its optimizer fit on one device.
+
+FSDP (`configs/accelerate/fsdp.yaml`, fsdp_version 2) shards the model instead: see fsdp.py
+for how it keeps processes in step. DeepSpeed is refused with one line: its engine owns
+backward, the optimizer step and checkpointing (as pickles), and accelerate turns it off on
+CPUs, so it could not be run or tested here (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class Dist:
     rank: int = 0
     world_size: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    fsdp: bool = False  # the model is sharded (fsdp.py); FSDP reduces the gradients itself
 
     @property
     def is_main(self) -> bool:
@@ -113,9 +117,19 @@ class Dist:
 
     def sync_gradients(self, params: list[torch.nn.Parameter], state: Any, average: bool) -> None:
         """All-reduce the trainable gradients (mean, or sum when `average` is False) and the
-        window's token and contribution counts in `state` (an OptimState)."""
+        window's token and contribution counts in `state` (an OptimState). Under FSDP the
+        gradients were already reduce-scattered by the backward: only the counts."""
         if not self.active:
             return
+        if not self.fsdp:
+            self._all_reduce_gradients(params, average)
+        counts = self.all_reduce(
+            torch.tensor([state.window_tokens, state.contributed], dtype=torch.float64)
+        )
+        state.window_tokens = float(counts[0])
+        state.contributed = int(counts[1])
+
+    def _all_reduce_gradients(self, params: list[torch.nn.Parameter], average: bool) -> None:
         import torch.distributed as td
 
         grads = []
@@ -132,11 +146,6 @@ class Dist:
             for g in bucket:
                 g.copy_(flat[offset : offset + g.numel()].view_as(g))
                 offset += g.numel()
-        counts = self.all_reduce(
-            torch.tensor([state.window_tokens, state.contributed], dtype=torch.float64)
-        )
-        state.window_tokens = float(counts[0])
-        state.contributed = int(counts[1])
 
     def shard_range(self, n: int) -> slice:
         """This process's contiguous block of `n` items (n divisible by the world size)."""
@@ -162,17 +171,41 @@ def init_distributed() -> Dist:
     accelerate (gloo on CPUs, NCCL on GPUs)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Dist()
-    for var, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
-        if os.environ.get(var, "").lower() in ("1", "true"):
-            raise DistributedError(
-                f"{name} launches are not supported yet: SmartTuner all-reduces gradients itself "
-                "(data parallel); use configs/accelerate/ddp.yaml (see docs/scaling.md)"
-            )
+    if _env_true("ACCELERATE_USE_DEEPSPEED"):
+        raise DistributedError(
+            "DeepSpeed launches are not supported: use configs/accelerate/fsdp.yaml for sharded "
+            "training or ddp.yaml for data parallel (see docs/scaling.md)"
+        )
+    fsdp = _env_true("ACCELERATE_USE_FSDP")
+    if fsdp:
+        check_fsdp_launch()
     from accelerate import PartialState
 
-    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
+    cpu = _env_true("ACCELERATE_USE_CPU")
     state = PartialState(cpu=cpu or not torch.cuda.is_available())
-    return Dist(state.process_index, state.num_processes, state.device)
+    return Dist(state.process_index, state.num_processes, state.device, fsdp=fsdp)
+
+
+def _env_true(var: str) -> bool:
+    return os.environ.get(var, "").lower() in ("1", "true")
+
+
+def check_fsdp_launch() -> None:
+    """Refuse FSDP settings SmartTuner does not implement, and stop transformers from leaving
+    the weights of processes other than the first unloaded (accelerate's
+    `fsdp_cpu_ram_efficient_loading` expects accelerate to broadcast them; SmartTuner loads the
+    model in every process before sharding it)."""
+    version = os.environ.get("FSDP_VERSION", "1")
+    if version != "2":
+        raise DistributedError(
+            f"FSDP version {version} is not supported: set fsdp_version: 2 in the accelerate "
+            "config (configs/accelerate/fsdp.yaml)"
+        )
+    if _env_true("FSDP_OFFLOAD_PARAMS"):
+        raise DistributedError(
+            "FSDP parameter offloading is not supported: set fsdp_offload_params: false"
+        )
+    os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = "false"
 
 
 def check_divisible(world_size: int, exploration: int, batch_size: int, shards: int) -> int:

@@ -307,8 +307,14 @@ def is_peft(model: torch.nn.Module) -> bool:
     return isinstance(model, PeftModel)
 
 
-def save_model(model: PreTrainedModel, tokenizer: Tokenizer, path: Path) -> Path:
+def save_model(
+    model: PreTrainedModel,
+    tokenizer: Tokenizer,
+    path: Path,
+    state_dict: dict[str, torch.Tensor] | None = None,
+) -> Path:
     """Save the adapter (LoRA) or the full model, with the tokenizer, in HF format (safetensors).
+    `state_dict`: the weights to write instead of the model's own (a sharded model's, gathered).
 
     Written to a temporary sibling and renamed into place: an interrupted save never replaces
     a good model with a broken one.
@@ -316,10 +322,13 @@ def save_model(model: PreTrainedModel, tokenizer: Tokenizer, path: Path) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
+        extra = {} if state_dict is None else {"state_dict": state_dict}
         if is_peft(model):  # only the trained adapter, never the frozen reference copy
-            model.save_pretrained(tmp, selected_adapters=["default"], safe_serialization=True)
+            model.save_pretrained(
+                tmp, selected_adapters=["default"], safe_serialization=True, **extra
+            )
         else:
-            model.save_pretrained(tmp, safe_serialization=True)
+            model.save_pretrained(tmp, safe_serialization=True, **extra)
         tokenizer.save_pretrained(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}-old")

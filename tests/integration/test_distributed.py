@@ -79,7 +79,17 @@ def setup(tiny_model_dir: str, tmp_path_factory) -> tuple[Path, Path]:
     sys.path.remove(str(root))
 
 
-def launch(root: Path, recipe: Path, out: Path, *extra: str, term_at: int | None = None):
+FSDP = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "fsdp.yaml"
+
+
+def launch(
+    root: Path,
+    recipe: Path,
+    out: Path,
+    *extra: str,
+    term_at: int | None = None,
+    config_file: Path | None = None,
+):
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     smarttuner = shutil.which("smarttuner", path=os.path.dirname(sys.executable))
     env = {
@@ -89,8 +99,9 @@ def launch(root: Path, recipe: Path, out: Path, *extra: str, term_at: int | None
         "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
         "DIST_TEST_TERM_AT": str(term_at or ""),
     }
+    how = ["--config_file", str(config_file)] if config_file else ["--multi_gpu"]
     command = [
-        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        accelerate, "launch", *how, "--num_processes", "2", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
         smarttuner, "grpo", "-c", str(recipe), "-o", str(out), *extra,
     ]  # fmt: skip
@@ -147,3 +158,58 @@ def test_two_processes_stop_together_and_resume_exactly(setup, tmp_path: Path) -
         return [{k: v for k, v in r.items() if not k.startswith(timing)} for r in rows]
 
     assert strip(grpo_rows(out)) == strip(grpo_rows(straight))
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["lora", "full"])
+def test_fsdp_matches_data_parallel(setup, tmp_path: Path, full: bool) -> None:
+    """configs/accelerate/fsdp.yaml: the model sharded over 2 gloo processes gives the same run
+    as the data-parallel launch (same completions, rewards and advantages exactly; losses and
+    weights within the tolerances above: the sharded gradient-norm clipping sums per shard)."""
+    root, recipe = setup
+    extra = ("--full", "-s", "optim.learning_rate=1e-3") if full else ()
+    ddp, sharded = tmp_path / "ddp", tmp_path / "fsdp"
+    result = launch(root, recipe, ddp, *extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = launch(root, recipe, sharded, *extra, config_file=FSDP)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for a, b in zip(grpo_rows(ddp), grpo_rows(sharded), strict=True):
+        assert a["rewards"] == b["rewards"] and a["advantages"] == b["advantages"]
+        assert abs(a["loss"] - b["loss"]) < LOSS_ATOL, (a["step"], a["loss"], b["loss"])
+        assert abs(a["kl"] - b["kl"]) < KL_ATOL, (a["step"], a["kl"], b["kl"])
+        assert a["optimizer_steps"] == b["optimizer_steps"]
+    name = "model.safetensors" if full else "adapter_model.safetensors"
+    wa, wb = load_file(ddp / "model" / name), load_file(sharded / "model" / name)
+    assert wa.keys() == wb.keys()
+    diff = max((wa[k] - wb[k]).abs().max().item() for k in wa)
+    print(
+        f"max |weight difference| data parallel vs FSDP ({'full' if full else 'lora'}): {diff:.3g}"
+    )
+    assert diff < WEIGHT_ATOL
+
+
+def test_fsdp_stops_and_resumes_exactly(setup, tmp_path: Path) -> None:
+    root, recipe = setup
+    straight = tmp_path / "straight"
+    assert launch(root, recipe, straight, config_file=FSDP).returncode == 0
+    out = tmp_path / "stopped"
+    stopped = launch(root, recipe, out, term_at=2, config_file=FSDP)
+    assert "interrupted at iteration 2; resume with --resume" in stopped.stderr
+    resumed = launch(root, recipe, out, "--resume", config_file=FSDP)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    timing = ("time/", "step_seconds", "elapsed_seconds", "tokens_per_second")
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if not k.startswith(timing)} for r in rows]
+
+    assert strip(grpo_rows(out)) == strip(grpo_rows(straight))
+
+
+def test_unsupported_launches_fail_with_one_line(setup, tmp_path: Path) -> None:
+    root, recipe = setup
+    deepspeed = FSDP.with_name("deepspeed_zero2.yaml")
+    v1 = tmp_path / "fsdp1.yaml"
+    v1.write_text(FSDP.read_text().replace("fsdp_version: 2", "fsdp_version: 1"))
+    for config, message in ((deepspeed, "DeepSpeed"), (v1, "FSDP version 1")):
+        result = launch(root, recipe, tmp_path / config.stem, config_file=config)
+        assert result.returncode != 0
+        assert message in result.stderr

@@ -24,12 +24,14 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from smarttuner import checkpoint as ckpt
+from smarttuner import fsdp
 from smarttuner.config import ConfigError, GRPOConfig
 from smarttuner.distributed import Dist, PeerFailure
 from smarttuner.grpo.optimize import NonFiniteLossError, OptimState
@@ -109,13 +111,19 @@ def save_run(run: GRPORun) -> Path | None:
     tensors, plain = _process_state(run)
     blobs = run.dist.gather_bytes(ckpt.tensors_to_bytes(tensors))
     plains = run.dist.gather_json(plain)
+    gathered = None  # a sharded run's full weights and optimizer state, on the main process
+    if fsdp.is_sharded(run.model):
+        gathered = (
+            fsdp.full_model_state(run.model),
+            fsdp.full_optimizer_state(run.model, run.optimizer),
+        )
     path, failed = None, None
     if run.dist.is_main:
         try:
             path = ckpt.write_checkpoint(
                 run.checkpoints,
                 run.completed,
-                lambda tmp: _fill(run, tmp, blobs, plains),
+                lambda tmp: _fill(run, tmp, blobs, plains, gathered),
                 run.cfg.keep_checkpoints,
             )
         except ckpt.CheckpointError as err:
@@ -130,16 +138,23 @@ def _process_state(run: GRPORun) -> tuple[dict[str, torch.Tensor], dict[str, Any
     buffer_tensors, index = ckpt.buffer_state(run.buffer.items)
     rng_tensors, rng_plain = ckpt.rng_state(run.generator)
     grads = {
-        f"grad.{n}": p.grad
+        f"grad.{n}": fsdp.local(p.grad)  # sharded runs: this process's shard
         for n, p in run.model.named_parameters()
         if p.requires_grad and p.grad is not None
     }  # an accumulation window still open at the iteration's end
     return {**buffer_tensors, **rng_tensors, **grads}, {"buffer": index, "rng": rng_plain}
 
 
-def _fill(run: GRPORun, tmp: Path, blobs: list[bytes], plains: list[dict]) -> None:
-    save_model(run.model, run.tokenizer, tmp / ckpt.MODEL_DIR)
-    opt_tensors, opt_plain = ckpt.optimizer_state(run.optimizer)
+def _fill(
+    run: GRPORun,
+    tmp: Path,
+    blobs: list[bytes],
+    plains: list[dict],
+    gathered: tuple[dict, dict] | None = None,
+) -> None:
+    weights, optimizer = gathered or (None, None)
+    save_model(run.model, run.tokenizer, tmp / ckpt.MODEL_DIR, state_dict=weights)
+    opt_tensors, opt_plain = ckpt.optimizer_state(run.optimizer, optimizer)
     ckpt.save_tensors(tmp / ckpt.OPTIMIZER_FILE, opt_tensors)
     for rank, (blob, plain) in enumerate(zip(blobs, plains, strict=True)):
         folder = tmp / f"process-{rank}"
@@ -170,11 +185,15 @@ def _fill(run: GRPORun, tmp: Path, blobs: list[bytes], plains: list[dict]) -> No
 
 
 def restore_run(run: GRPORun, path: Path) -> None:
-    """Load a checkpoint into a freshly built run (every process reads its own part)."""
+    """Load a checkpoint into a freshly built run (every process reads its own part). The
+    model's weights were loaded while building it (`trainer._build_run`, before sharding)."""
     state = ckpt.read_json_file(path / ckpt.STATE_FILE)
-    ckpt.load_model_weights(run.model, path / ckpt.MODEL_DIR)
+    sharded = fsdp.is_sharded(run.model)
     ckpt.load_optimizer_state(
-        run.optimizer, ckpt.load_tensors(path / ckpt.OPTIMIZER_FILE), state["optimizer"]
+        run.optimizer,
+        ckpt.load_tensors(path / ckpt.OPTIMIZER_FILE),
+        state["optimizer"],
+        partial(fsdp.load_full_optimizer_state, run.model, run.optimizer) if sharded else None,
     )
     run.scheduler.load_state_dict(state["scheduler"])
     folder = path / f"process-{run.dist.rank}"
@@ -185,7 +204,7 @@ def restore_run(run: GRPORun, path: Path) -> None:
     ckpt.restore_rng(tensors, plain["rng"], run.generator)
     for name, p in run.model.named_parameters():
         if p.requires_grad and f"grad.{name}" in tensors:
-            p.grad = tensors[f"grad.{name}"].to(p.device, p.dtype)
+            p.grad = fsdp.like_param(p, tensors[f"grad.{name}"])
     run.state = OptimState(**state["optim_state"])
     run.cursor = state["cursor"]
     run.completed = run.saved = state["iteration"]

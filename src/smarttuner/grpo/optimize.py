@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel
 
+from smarttuner import fsdp
 from smarttuner.grpo.buffer import Experience, collate
-from smarttuner.grpo.logprobs import completion_logprobs
+from smarttuner.grpo.logprobs import bucketed_logprobs
 from smarttuner.grpo.loss import grpo_loss
 
 log = logging.getLogger(__name__)
@@ -86,13 +87,20 @@ def train_pass(
     grad_norm = float("nan")
     seen = 0
     k = settings.gradient_accumulation_steps
+    sharded = fsdp.is_sharded(model)
+    slots_left = len(batches)
     for window in _windows(batches, k, state.accumulated):
         for items in window:
+            slots_left -= 1
+            # sharded: reduce-scatter only on the backward that closes a window or the pass
+            fsdp.set_gradient_sync(model, state.accumulated + 1 >= k or not slots_left)
             if not items:  # nothing for this slot on this process
                 state.accumulated += 1
+                if sharded:
+                    fsdp.zero_backward(model, pad_id)
                 continue
             mb = collate(items, pad_id)
-            logprobs = completion_logprobs(
+            logprobs = bucketed_logprobs(
                 model,
                 mb.prompt_ids,
                 mb.prompt_mask,
@@ -121,6 +129,9 @@ def train_pass(
             scale = 1.0 if settings.loss_type == "dapo" else 1.0 / k
             if not torch.isfinite(out.loss):
                 state.accumulated += 1
+                if sharded:
+                    del logprobs, out
+                    fsdp.zero_backward(model, pad_id)
                 _nonfinite(state, settings, "loss")
                 continue
             (out.loss * scale).backward()
@@ -166,7 +177,7 @@ def _step(
         for p in params:
             if p.grad is not None:
                 p.grad.div_(max(state.window_tokens, 1.0))
-    norm = float(torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm))
+    norm = fsdp.full_norm(torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm))
     state.accumulated = 0
     state.window_tokens = 0.0
     state.contributed = 0

@@ -31,6 +31,7 @@ from transformers import PreTrainedModel, get_scheduler
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from smarttuner import checkpoint as ckpt
+from smarttuner import fsdp
 from smarttuner.config import GRPOConfig, dump_config
 from smarttuner.distributed import (
     Dist,
@@ -256,7 +257,7 @@ class GRPORun:
         examples = self.data.eval[d.rank :: d.world_size]
         result, failed = None, None
         try:
-            with self.autocast():
+            with fsdp.full_weights(self.model), self.autocast():
                 model = self.sampler()
                 result = run_eval(model, self.tokenizer, self.data, self.cfg, keep, examples)
         except Exception as err:
@@ -329,6 +330,10 @@ class GRPORun:
         return record
 
     def _collect(self, iteration: int) -> Collected:
+        with fsdp.full_weights(self.model):  # sharded runs: gathered once, no collectives inside
+            return self._collect_gathered(iteration)
+
+    def _collect_gathered(self, iteration: int) -> Collected:
         examples = self.next_prompts()
         mine = examples[self.dist.shard_range(len(examples))]
         questions = [e.question for e in mine]
@@ -415,6 +420,8 @@ def setup_run(
     )
     if start_from is not None:
         check_resumable(start_from, cfg, dist, shards)
+    if dist.fsdp:
+        fsdp.check_config(cfg.generation.engine, cfg.model.load_in_4bit)
     data = prepare_data(cfg)
     data.task = GuardedTask(data.task)
     rewards = build_rewards(cfg, data.task)
@@ -440,7 +447,7 @@ def setup_run(
             shutil.rmtree(root, ignore_errors=True)  # an earlier run's checkpoints
         ckpt.remove_temporary(root)
         dump_config(cfg, out / "config.yaml")
-    run = _build_run(cfg, out, data, rewards, model, tokenizer, dist, shards)
+    run = _build_run(cfg, out, data, rewards, model, tokenizer, dist, shards, start_from)
     run.on_step = on_step
     if start_from is not None:
         restore_run(run, start_from)
@@ -456,8 +463,19 @@ def _build_run(
     tokenizer: Tokenizer,
     dist: Dist,
     shards: int,
+    start_from: Path | None = None,
 ) -> GRPORun:
+    """The run's parts, in the order sharding needs: sampling copy and reference from the plain
+    starting model, then resumed weights, then sharding, then the optimizer (over the sharded
+    parameters)."""
     g, o = cfg.grpo, cfg.optim
+    copy_dtype = policy_copy_dtype(cfg)
+    policy_copy = PolicyCopy(model, copy_dtype) if copy_dtype is not None else None
+    ref_model = reference_model(model, cfg, copy_dtype)
+    if start_from is not None:
+        ckpt.load_model_weights(model, start_from / ckpt.MODEL_DIR)
+    if dist.fsdp:
+        fsdp.shard(model, dist, sum_gradients=g.loss_type == "dapo")
     per_iter = g.exploration_batchsize * g.num_generations
     per_pass = math.ceil(per_iter / o.batch_size)
     optimizer, scheduler = build_optimizer(
@@ -472,15 +490,14 @@ def _build_run(
         g.skip_zero_std_groups,
     )
     gen = cfg.generation
-    copy_dtype = policy_copy_dtype(cfg)
     return GRPORun(
-        policy_copy=PolicyCopy(model, copy_dtype) if copy_dtype is not None else None,
+        policy_copy=policy_copy,
         cfg=cfg,
         out=out,
         data=data,
         model=model,
         tokenizer=tokenizer,
-        ref_model=reference_model(model, cfg, copy_dtype),
+        ref_model=ref_model,
         rewards=rewards,
         optimizer=optimizer,
         scheduler=scheduler,
@@ -568,8 +585,9 @@ def train_grpo(
         _loop(run, stop)
     final = run.evaluate(cfg.num_iterations, keep=20)
     model_dir = run.out / "model"
+    weights = fsdp.full_model_state(run.model) if fsdp.is_sharded(run.model) else None
     if run.dist.is_main:
-        save_model(run.model, run.tokenizer, model_dir)
+        save_model(run.model, run.tokenizer, model_dir, state_dict=weights)
     results = {
         **run.results,
         "final": final.metrics(),
