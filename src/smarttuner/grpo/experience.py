@@ -52,18 +52,27 @@ def reference_context(model: PreTrainedModel, ref_model: PreTrainedModel | None)
 
 @torch.no_grad()
 def batched_logprobs(
-    model: PreTrainedModel, batch: RolloutBatch, temperature: float, chunk: int
+    model: PreTrainedModel,
+    batch: RolloutBatch,
+    temperature: float,
+    chunk: int,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:  # [N, C]
-    """Log-probs of every completion, at most `chunk` rows per forward (length buckets)."""
-    return bucketed_logprobs(
-        model,
-        batch.prompt_ids,
-        batch.prompt_mask,
-        batch.completion_ids,
-        batch.completion_mask,
-        temperature,
-        max_rows=chunk,
-    ).cpu()
+    """Log-probs of the completions in `rows` (default all; other rows stay 0), at most
+    `chunk` rows per forward (length buckets)."""
+    out = torch.zeros(batch.completion_ids.shape, dtype=torch.float32)
+    rows = torch.arange(out.shape[0]) if rows is None else rows
+    if len(rows):
+        out[rows] = bucketed_logprobs(
+            model,
+            batch.prompt_ids[rows],
+            batch.prompt_mask[rows],
+            batch.completion_ids[rows],
+            batch.completion_mask[rows],
+            temperature,
+            max_rows=chunk,
+        ).cpu()
+    return out
 
 
 def collect_experience(
@@ -104,22 +113,20 @@ def collect_experience(
     flat_groups = zero_std_groups(result.total, g)  # [B]
     t_reward = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
+    keep_group = ~flat_groups if settings.skip_zero_std_groups else torch.ones_like(flat_groups)
+    kept = (keep_group.repeat_interleave(g) & (batch.lengths > 0)).nonzero().squeeze(1)  # [K]
+    t0 = time.perf_counter()  # log-probs only for the completions that become experience
+    temperature, chunk = sampling.temperature or 1.0, settings.logprob_batch_size
     old = None
     if settings.compute_old_logprobs:
-        old = batched_logprobs(
-            model, batch, sampling.temperature or 1.0, settings.logprob_batch_size
-        )
+        old = batched_logprobs(model, batch, temperature, chunk, kept)
     ref = None
     if settings.beta > 0:
         ref_net, ctx = reference_context(model, ref_model)
         with ctx:
-            ref = batched_logprobs(
-                ref_net, batch, sampling.temperature or 1.0, settings.logprob_batch_size
-            )
+            ref = batched_logprobs(ref_net, batch, temperature, chunk, kept)
     t_logp = time.perf_counter() - t0
 
-    keep_group = ~flat_groups if settings.skip_zero_std_groups else torch.ones_like(flat_groups)
     lengths = batch.lengths.tolist()
     experiences = [
         Experience(
@@ -131,8 +138,7 @@ def collect_experience(
             iteration=iteration,
             group=i // g,
         )
-        for i in range(len(lengths))
-        if keep_group[i // g] and lengths[i] > 0
+        for i in kept.tolist()
     ]
     correct = [task.is_correct(t, ex) for t, ex in zip(batch.texts, repeated, strict=True)]
     n_tokens = sum(lengths)

@@ -119,3 +119,27 @@ def test_bucketed_equals_one_padded_forward_with_gradients(tiny_model, max_rows)
     torch.testing.assert_close(bucketed, plain, atol=1e-5, rtol=1e-5)  # float rounding only
     for a, b in zip(bucketed_grads, plain_grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_batched_logprobs_of_chosen_rows(tiny_model) -> None:
+    """Only the rows that become experience are forwarded; the others stay 0."""
+    from smarttuner.grpo.experience import batched_logprobs
+    from smarttuner.rollout import RolloutBatch
+
+    model = sharpen(tiny_model)
+    items = [Experience(torch.tensor(p), torch.tensor(c), None, None, 0.0, 0) for p, c in CASES]
+    mb = collate(items, 2)
+    batch = RolloutBatch(
+        mb.prompt_ids,
+        mb.prompt_mask,
+        mb.completion_ids,
+        mb.completion_mask,
+        torch.zeros(len(CASES), dtype=torch.bool),
+        [""] * len(CASES),
+    )
+    every = batched_logprobs(model, batch, 1.0, chunk=2)
+    rows = torch.tensor([1, 3])
+    some = batched_logprobs(model, batch, 1.0, chunk=2, rows=rows)
+    torch.testing.assert_close(some[rows], every[rows], atol=1e-5, rtol=1e-5)
+    assert not some[torch.tensor([0, 2])].any()
+    assert not batched_logprobs(model, batch, 1.0, chunk=2, rows=rows[:0]).any()

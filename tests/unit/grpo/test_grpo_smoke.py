@@ -201,9 +201,9 @@ def test_on_policy_run_skips_old_logprobs(
     calls: list[float] = []
     real = experience.batched_logprobs
 
-    def counting(model, batch, temperature, chunk):
+    def counting(model, batch, temperature, chunk, rows=None):
         calls.append(temperature)
-        return real(model, batch, temperature, chunk)
+        return real(model, batch, temperature, chunk, rows)
 
     monkeypatch.setattr(experience, "batched_logprobs", counting)
     out = tmp_path / "on-policy"
