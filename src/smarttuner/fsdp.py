@@ -89,11 +89,11 @@ def set_gradient_sync(model: torch.nn.Module, sync: bool) -> None:
 def zero_backward(model: torch.nn.Module, pad_id: int) -> None:
     """A backward that adds exactly zero to every gradient: keeps this process in step with
     the others' collectives when it has nothing to train on in a slot."""
-    ids = torch.full((1, 1), pad_id, dtype=torch.long, device=dist_device(model))
+    ids = torch.full((1, 1), pad_id, dtype=torch.long, device=_device(model))
     model(input_ids=ids).logits.float().sum().mul(0.0).backward()
 
 
-def dist_device(model: torch.nn.Module) -> torch.device:
+def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
