@@ -43,7 +43,9 @@ from smarttuner.rewards import component_stats
 from smarttuner.rollout import Engine, RolloutBatch
 
 _BUCKET = 1 << 24  # elements per all-reduce of flattened gradients
-_SUMMED = frozenset({"experiences_kept", "tokens_per_second"})
+_SUMMED = frozenset({"experiences_kept", "tokens_per_second", "trained_tokens"})
+# token means: weighted by each process's trained tokens (processes' completions differ in length)
+_TOKEN_WEIGHTED = frozenset({"kl", "clip_fraction"})
 
 
 class DistributedError(RuntimeError):
@@ -277,15 +279,20 @@ def concat_rollouts(parts: list[RolloutBatch], pad_id: int) -> RolloutBatch:
 
 
 def merge_stats(per_process: list[dict[str, float]]) -> dict[str, float]:
-    """One iteration record from every process's: means over equal shares are averaged, counts
-    and throughput summed, times are the slowest process's. (Statistics that are not means —
-    reward and advantage std — are recomputed from the gathered values by the caller.)"""
+    """One iteration record from every process's: means over equal shares are averaged, token
+    means weighted by each process's `trained_tokens`, counts and throughput summed, times are
+    the slowest process's. (Statistics that are not means — reward and advantage std — are
+    recomputed from the gathered values by the caller.)"""
     out: dict[str, float] = {}
+    weights = [s.get("trained_tokens", 0.0) for s in per_process]
     for key in per_process[0]:
         values = [s.get(key) for s in per_process]
         numbers = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
         if not numbers:
             out[key] = float("nan")
+        elif key in _TOKEN_WEIGHTED and sum(weights) > 0:
+            pairs = [(v, w) for v, w in zip(values, weights, strict=True) if w > 0]
+            out[key] = sum(v * w for v, w in pairs) / sum(w for _, w in pairs)
         elif key in _SUMMED:
             out[key] = sum(numbers)
         elif key.startswith("time/"):

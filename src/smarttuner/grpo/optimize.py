@@ -78,12 +78,16 @@ def train_pass(
     pad_id: int,
     sync: GradSync | None = None,
 ) -> dict[str, float]:
-    """Train on `batches`; returns mean loss, policy loss, KL, clip fraction, last grad norm.
+    """Train on `batches`; returns the minibatch-mean loss and policy loss, the token-mean KL and
+    clip fraction (with `trained_tokens`, their weight when processes are merged) and the last
+    grad norm.
 
     `sync` (several processes) all-reduces the gradients before each optimizer step."""
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    sums = {"loss": 0.0, "policy_loss": 0.0, "kl": 0.0, "clip_fraction": 0.0}
+    sums = {"loss": 0.0, "policy_loss": 0.0}
+    token_sums = {"kl": 0.0, "clip_fraction": 0.0}  # token-weighted over the pass
+    tokens = 0.0
     grad_norm = float("nan")
     seen = 0
     k = settings.gradient_accumulation_steps
@@ -139,7 +143,10 @@ def train_pass(
             per_token = settings.loss_type == "dapo"
             for key in sums:
                 value = float(getattr(out, key).detach())
-                sums[key] += value / mb_tokens if per_token and "loss" in key else value
+                sums[key] += value / mb_tokens if per_token else value
+            for key in token_sums:
+                token_sums[key] += float(getattr(out, key)) * mb_tokens
+            tokens += mb_tokens
             state.accumulated += 1
             state.contributed += 1
             state.window_tokens += mb_tokens
@@ -148,6 +155,8 @@ def train_pass(
     n = max(seen, 1)
     return {
         **{k_: v / n for k_, v in sums.items()},
+        **{k_: v / max(tokens, 1.0) for k_, v in token_sums.items()},
+        "trained_tokens": tokens,
         "grad_norm": grad_norm,
         "optimizer_steps": state.optimizer_steps,
     }
