@@ -22,6 +22,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
+from smarttuner.attention import use_grouped_sdpa
 from smarttuner.config import BUNDLED_MODEL, LoraSettings, ModelConfig
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def _load_base(
 ) -> PreTrainedModel:
     extra = four_bit_kwargs(path, dtype, device) if cfg.load_in_4bit else {}
     try:
-        return AutoModelForCausalLM.from_pretrained(
+        model = AutoModelForCausalLM.from_pretrained(
             path, dtype=dtype, trust_remote_code=cfg.trust_remote_code, **extra
         )
     except (OSError, ValueError) as err:
@@ -156,6 +157,8 @@ def _load_base(
             f"model {path!r} is neither a local folder nor a reachable Hugging Face hub id; "
             f"offline, use the bundled model with --model {BUNDLED_MODEL}"
         ) from None
+    use_grouped_sdpa(model, device or torch.device("cpu"))
+    return model
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False) -> Tokenizer:

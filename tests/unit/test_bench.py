@@ -13,7 +13,12 @@ from smarttuner.bench.run import summarise
 
 def test_summary_ratios_by_hand() -> None:
     results = {
-        "rollout": {"fast": {"tokens_per_second": 300.0}, "hf": {"tokens_per_second": 100.0}},
+        "rollout": {
+            "fast": {"tokens_per_second": 300.0},
+            "hf": {"tokens_per_second": 100.0},
+            "attention": {"fast": "sdpa_gqa", "hf": "sdpa"},  # not an engine
+            "greedy_identical": True,
+        },
         "smarttuner": {"steps": [{"step_seconds": 10.0}, {"step_seconds": 30.0}]},  # mean 20
         "trl": {"steps": [{"step_seconds": 100.0}, {"step_seconds": 140.0}]},  # mean 120
     }

@@ -41,7 +41,11 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     roll = results.get("rollout")
     if roll:
-        tps = {k: v["tokens_per_second"] for k, v in roll.items() if isinstance(v, dict)}
+        tps = {
+            k: v["tokens_per_second"]
+            for k, v in roll.items()
+            if isinstance(v, dict) and "tokens_per_second" in v  # engines, not settings
+        }
         out["rollout_speedup_vs_generate"] = tps["fast"] / tps["hf"]
         if "fast-bf16" in tps:  # both engines on bf16 weights; and bf16 fast vs fp32 generate
             out["rollout_bf16_speedup_vs_generate_bf16"] = tps["fast-bf16"] / tps["hf-bf16"]

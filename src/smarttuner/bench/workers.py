@@ -39,13 +39,16 @@ def rollout(s: BenchSettings) -> dict[str, Any]:
 
     model, tokenizer = load_model(ModelConfig(name=s.model), trainable=False)
     model.eval()
+    ours = model.config._attn_implementation  # "sdpa_gqa" on CPUs; `generate` gets stock "sdpa"
+    attention = {"fast": ours, "hf": "sdpa"}
     _, prompts = _prompts(s, tokenizer)
     params = SamplingParams(s.max_new_tokens, s.temperature, s.top_p)  # no stop: pure decode
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"attention": attention}
     greedy = SamplingParams(32, 0.0)
     for suffix, dtype in (("", torch.float32), ("-bf16", torch.bfloat16)):  # weights in dtype
         model.to(dtype)
         for engine in ("fast", "hf"):
+            model.set_attn_implementation(attention[engine])
             gen = torch.Generator().manual_seed(s.seed)
             t0 = time.perf_counter()
             batch = get_engine(engine)(model, tokenizer, prompts, s.num_generations, params, gen)
@@ -57,7 +60,9 @@ def rollout(s: BenchSettings) -> dict[str, Any]:
                 "tokens_per_second": tokens / seconds,
                 "decode_steps": int(batch.lengths.max()),
             }
+        model.set_attn_implementation(attention["fast"])
         a = get_engine("fast")(model, tokenizer, prompts, 1, greedy)
+        model.set_attn_implementation(attention["hf"])
         b = get_engine("hf")(model, tokenizer, prompts, 1, greedy)
         out["greedy_identical" + suffix] = bool(torch.equal(a.completion_ids, b.completion_ids))
     out["peak_rss_mb"] = peak_rss_mb()

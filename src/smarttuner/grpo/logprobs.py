@@ -12,6 +12,9 @@ of the cost; `share_prompts=False` gives the plain forward.
 `bucketed_logprobs` is what the trainer calls: it splits a batch into buckets of similar
 completion length (`buckets.plan_buckets`) so each forward is padded only to its own longest
 row, and returns the rows in their original order with zeros at padding positions.
+
+Where the model's output head is a plain linear map, the log-probabilities are taken from the
+last hidden states chunk by chunk (`fused_head.token_logprobs`) instead of from full logits.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, PreTrainedModel
 
+from smarttuner import fsdp
 from smarttuner.grpo.buckets import plan_buckets
+from smarttuner.grpo.fused_head import plain_head, token_logprobs
 from smarttuner.rollout.types import positions_from_mask
 
 
@@ -34,7 +39,7 @@ def selective_log_softmax(
     row's gradient into its own zero-filled [N, T, V] tensor: 9 s of a 40 s training pass)."""
     rows = []
     for row_logits, row_index in zip(logits.unbind(0), index.unbind(0), strict=True):
-        row_logits = row_logits.float()  # [T, V]
+        row_logits = row_logits.to(torch.promote_types(row_logits.dtype, torch.float32))  # [T, V]
         if temperature != 1.0:
             row_logits = row_logits / temperature
         picked = row_logits.gather(-1, row_index.unsqueeze(-1)).squeeze(-1)  # [T]
@@ -42,46 +47,73 @@ def selective_log_softmax(
     return torch.stack(rows)
 
 
-def _full_forward_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask):
+def _features(model, head, **inputs) -> torch.Tensor:  # [N, T, d] hidden or [N, T, V] logits
+    """The model's last hidden states when `head` is used separately, else its logits."""
+    if head is not None:
+        return model.get_decoder()(**inputs).last_hidden_state
+    return model(**inputs).logits
+
+
+def _full_forward(model, head, prompt_ids, prompt_mask, completion_ids, completion_mask):
     input_ids = torch.cat([prompt_ids, completion_ids], dim=1)  # [N, P+C]
     mask = torch.cat([prompt_mask, completion_mask], dim=1)  # [N, P+C]
     width = completion_ids.shape[1]
-    return model(
+    keep = {} if head is not None else {"logits_to_keep": width + 1}
+    return _features(
+        model,
+        head,
         input_ids=input_ids,
         attention_mask=mask,
         position_ids=positions_from_mask(mask),
         use_cache=False,
-        logits_to_keep=width + 1,
-    ).logits[:, :-1]  # [N, C, V]: position P-1+t predicts completion token t
+        **keep,
+    )[:, -width - 1 : -1]  # [N, C, ·]: position P-1+t predicts completion token t
 
 
-def _shared_prompt_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask):
+def _shared_prompt(model, head, prompt_ids, prompt_mask, completion_ids, completion_mask):
     rows = torch.cat([prompt_ids, prompt_mask], dim=1)  # [N, 2P]
     unique, inverse = torch.unique(rows, dim=0, return_inverse=True)  # [U, 2P], [N]
     width = prompt_ids.shape[1]
     u_ids, u_mask = unique[:, :width], unique[:, width:]  # [U, P]
     u_pos = positions_from_mask(u_mask)
     cache = DynamicCache()
-    first = model(
+    keep = {} if head is not None else {"logits_to_keep": 1}
+    first = _features(
+        model,
+        head,
         input_ids=u_ids,
         attention_mask=u_mask,
         position_ids=u_pos,
         past_key_values=cache,
         use_cache=True,
-        logits_to_keep=1,
-    ).logits[:, -1]  # [U, V]: predicts completion token 0
+        **keep,
+    )[:, -1]  # [U, ·]: predicts completion token 0
     cache.batch_select_indices(inverse)  # [N] rows, differentiable gather
     mask = torch.cat([prompt_mask, completion_mask], dim=1)  # [N, P+C]
     steps = torch.arange(completion_ids.shape[1], device=completion_ids.device)
     positions = u_pos[inverse, -1:] + 1 + steps  # [N, C]
-    rest = model(
+    rest = _features(
+        model,
+        head,
         input_ids=completion_ids,
         attention_mask=mask,
         position_ids=positions,
         past_key_values=cache,
         use_cache=True,
-    ).logits[:, :-1]  # [N, C-1, V]: completion position t predicts token t+1
-    return torch.cat([first[inverse].unsqueeze(1), rest], dim=1)  # [N, C, V]
+    )[:, :-1]  # [N, C-1, ·]: completion position t predicts token t+1
+    return torch.cat([first[inverse].unsqueeze(1), rest], dim=1)  # [N, C, ·]
+
+
+def _fused_head(model: PreTrainedModel, fused: bool | None) -> torch.nn.Linear | None:
+    """The output head to apply chunk by chunk (`fused_head`), or None for the logits path:
+    not asked for, a head that is not a plain linear map, or a sharded model (whose
+    parameters are gathered by the root module's forward)."""
+    if fused is False or fsdp.is_sharded(model):
+        return None
+    head = plain_head(model)
+    if fused and head is None:
+        raise ValueError("fused=True needs a plain linear output head")
+    return head
 
 
 def completion_logprobs(
@@ -92,15 +124,24 @@ def completion_logprobs(
     completion_mask: torch.Tensor,  # [N, C]
     temperature: float = 1.0,
     share_prompts: bool = True,
+    fused: bool | None = None,
 ) -> torch.Tensor:  # [N, C]
-    """log π(completion token t | prompt, earlier tokens) for every completion position."""
+    """log π(completion token t | prompt, earlier tokens) for every completion position.
+
+    `fused` (default: where the head allows it) computes them from the hidden states chunk by
+    chunk without materialising the logits; the result is 0 at padding positions then."""
     device = model.device
     args = [t.to(device) for t in (prompt_ids, prompt_mask, completion_ids, completion_mask)]
-    if share_prompts:
-        logits = _shared_prompt_logits(model, *args)
-    else:
-        logits = _full_forward_logits(model, *args)
-    return selective_log_softmax(logits, args[2], temperature if temperature > 0 else 1.0)
+    head = _fused_head(model, fused)
+    forward = _shared_prompt if share_prompts else _full_forward
+    features = forward(model, head, *args)  # [N, C, d] or [N, C, V]
+    t = temperature if temperature > 0 else 1.0
+    if head is None:
+        return selective_log_softmax(features, args[2], t)
+    keep = args[3].bool()  # [N, C]: only real completion tokens go through the head
+    picked = token_logprobs(features[keep], head.weight, args[2][keep], t)  # [M]
+    out = torch.zeros(keep.shape, dtype=picked.dtype, device=device)
+    return out.masked_scatter(keep, picked)
 
 
 def bucketed_logprobs(
