@@ -26,6 +26,28 @@ def test_summary_ratios_by_hand() -> None:
     assert summary["rollout_speedup_vs_generate"] == pytest.approx(3.0)
     assert summary["smarttuner_speedup_vs_trl"] == pytest.approx(6.0)
     assert "smarttuner-bf16_speedup_vs_trl" not in summary
+    assert "smarttuner_speedup_vs_trl_per_token" not in summary  # no lengths logged
+
+
+def test_per_token_ratio_corrects_for_sampled_lengths() -> None:
+    results = {
+        # SmartTuner: 20 s per step at 50 tokens per completion on average
+        "smarttuner": {
+            "steps": [
+                {"step_seconds": 10.0, "completion_length": 40.0},
+                {"step_seconds": 30.0, "completion_length": 60.0},
+            ]
+        },
+        # TRL: 120 s per step at 100 tokens: 1.2 s per token against SmartTuner's 0.4
+        "trl": {
+            "steps": [{"step_seconds": 100.0}, {"step_seconds": 140.0}],
+            "completion_length": [90.0, 110.0],
+        },
+    }
+    summary = summarise(results)
+    assert summary["smarttuner_speedup_vs_trl"] == pytest.approx(6.0)
+    assert summary["mean_completion_length"] == {"smarttuner": 50.0, "trl": 100.0}
+    assert summary["smarttuner_speedup_vs_trl_per_token"] == pytest.approx(3.0)
 
 
 def _tiny(model_dir: str) -> BenchSettings:

@@ -60,7 +60,7 @@ def bench_table(results: dict[str, Any]) -> Table:
     notes = [
         f"{k}: {v:.2f}×"
         for k, v in s.items()
-        if k.endswith(("speedup_vs_trl", "vs_generate", "vs_generate_bf16"))
+        if k.endswith(("speedup_vs_trl", "per_token", "vs_generate", "vs_generate_bf16"))
     ]
     if roll:
         same = {k: v for k, v in roll.items() if k.startswith("greedy_identical")}

@@ -56,10 +56,29 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         if isinstance(v, dict) and isinstance(v.get("steps"), list)
     }
     out["mean_step_seconds"] = step
+    length = _mean_completion_lengths(results)
+    if length:
+        out["mean_completion_length"] = length
     if "trl" in step:
         for k in ("smarttuner", "smarttuner-bf16"):
             if k in step:
                 out[f"{k}_speedup_vs_trl"] = step["trl"] / step[k]
+            if k in length and "trl" in length:  # sampled lengths differ between systems
+                per_token = (step["trl"] / length["trl"]) / (step[k] / length[k])
+                out[f"{k}_speedup_vs_trl_per_token"] = per_token
+    return out
+
+
+def _mean_completion_lengths(results: dict[str, Any]) -> dict[str, float]:
+    """Mean sampled completion length per system (SmartTuner logs it per step, TRL per step in
+    a list); step times scale with it, and it varies from run to run."""
+    out = {}
+    for k, v in results.items():
+        if not isinstance(v, dict) or not isinstance(v.get("steps"), list):
+            continue
+        lengths = v.get("completion_length") or [x.get("completion_length") for x in v["steps"]]
+        if lengths and all(isinstance(x, int | float) for x in lengths):
+            out[k] = mean(lengths)
     return out
 
 
