@@ -263,3 +263,44 @@ def test_bf16_run_samples_from_a_refreshed_merged_copy(
 
     with pytest.raises(ValueError, match="policy_copy 'on' needs the fast or hf engine"):
         policy_copy_dtype(on_vllm)
+
+
+DIGIT_REWARD = """
+def digit_share(prompts, completions, **kwargs):
+    return [sum(ch.isdigit() for ch in c) / max(len(c), 1) for c in completions]
+"""
+
+
+def test_grpo_raises_a_learnable_reward_end_to_end(
+    tiny_model_dir: str, tmp_path: Path, monkeypatch
+) -> None:
+    """The whole loop (sampling, group advantages, clipped loss, optimizer) pushes the policy
+    toward what the reward pays for: the share of digits in the random tiny model's
+    completions rises over a few iterations (measured: 0.06 over the first 3 iterations, 0.37
+    over the last 3; with the learning rate at 1e-9 it stays at 0.03–0.08 throughout)."""
+    (tmp_path / "digit_rewards.py").write_text(textwrap.dedent(DIGIT_REWARD))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "run"
+    cfg = smoke_config(
+        tiny_model_dir,
+        out,
+        "digit_rewards:digit_share",
+        num_iterations=15,
+        rewards=[{"name": "digit_rewards:digit_share", "weight": 1.0}],
+        **{
+            "lora.enabled": False,  # full fine-tuning: LoRA on a 64-wide model learns slowly
+            "grpo.beta": 0.0,
+            "grpo.exploration_batchsize": 4,
+            "grpo.num_generations": 8,
+            "grpo.buffer_size": 32,
+            "optim.batch_size": 16,
+            "optim.learning_rate": 3e-3,
+            "generation.temperature": 1.0,
+            "eval.num_examples": 2,
+        },
+    )
+    train_grpo(cfg)
+    rewards = [r["reward_mean"] for r in read_metrics(out) if r["phase"] == "grpo"]
+    first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
+    print(f"mean digit share, first 3 iterations {first:.3f}, last 3 {last:.3f}")
+    assert last > 2 * first and last > first + 0.1, rewards
