@@ -7,8 +7,8 @@ with the same derived seed whichever process draws it, so both runs see the same
 rewards and advantages (compared exactly). The recipe takes one optimizer step per iteration
 over all completions (on-policy, `grpo` loss: a mean of per-sequence means), so the gradient is
 the same mean in both runs and differs only in float summation order; the losses, KL and final
-adapter weights are compared within tolerances stated below (measured 2026-11-30: 9e-9 on
-losses, 1.2e-8 on the token-mean KL, 2.1e-5 on weights after 4 Adam steps at lr 1e-2 — Adam
+adapter weights are compared within tolerances stated below (measured 2026-11-30: 1.7e-8 on
+losses, 6.3e-9 on the token-mean KL, 2.3e-5 on weights after 4 Adam steps at lr 1e-2 — Adam
 turns tiny gradient differences in near-zero components into visible weight differences).
 
 Also: a SIGTERM that reaches only process 0 stops both after the same iteration with one
