@@ -67,6 +67,16 @@ def build_tiny_model(tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> Llama
     return LlamaForCausalLM(config).eval()
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny matrices: one thread avoids OpenMP waits on a shared 2-core machine. A module asks
+    for it with `pytestmark = pytest.mark.usefixtures("single_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return build_tiny_tokenizer()

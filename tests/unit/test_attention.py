@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from smarttuner import attention
@@ -12,6 +13,8 @@ from smarttuner.grpo.buffer import Experience, collate
 from smarttuner.grpo.logprobs import completion_logprobs
 from tests.unit.grpo.test_grpo_logprobs import CASES, sharpen
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 def _padded_batch():
     items = [Experience(torch.tensor(p), torch.tensor(c), None, None, 0.0, 0) for p, c in CASES]
@@ -19,7 +22,6 @@ def _padded_batch():
 
 
 def test_grouped_sdpa_equals_sdpa_with_a_padding_mask(tiny_model, monkeypatch) -> None:
-    torch.set_num_threads(1)
     grouped_calls = []
     sdpa = attention.F.scaled_dot_product_attention
 

@@ -11,13 +11,7 @@ from smarttuner.grpo.fused_head import plain_head, token_logprobs
 from smarttuner.grpo.logprobs import bucketed_logprobs, completion_logprobs
 from tests.unit.grpo.test_grpo_logprobs import CASES, sharpen
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])

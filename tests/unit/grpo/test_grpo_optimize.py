@@ -18,14 +18,7 @@ from smarttuner.grpo.optimize import (
     train_pass,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny matrices: one thread avoids OpenMP waits on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class CountingSGD(torch.optim.SGD):

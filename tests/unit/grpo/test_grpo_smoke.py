@@ -47,20 +47,19 @@ FINITE_KEYS = ITERATION_KEYS - {"accuracy", "format_rate"}
 IDS = torch.tensor([[5, 17, 42, 9, 100, 7, 250, 3]])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny matrices: one thread avoids OpenMP waits on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def reward_module(tmp_path: Path, monkeypatch, module: str, source: str, fn: str) -> str:
+    """Write `source` as an importable module; returns the 'module:fn' reward name."""
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return f"{module}:{fn}"
 
 
 @pytest.fixture()
 def spread_reward(tmp_path: Path, monkeypatch) -> str:
-    (tmp_path / "smoke_rewards.py").write_text(textwrap.dedent(SPREAD_REWARD))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    return "smoke_rewards:text_length"
+    return reward_module(tmp_path, monkeypatch, "smoke_rewards", SPREAD_REWARD, "text_length")
 
 
 def smoke_config(model_dir: str, out: Path, reward: str, **overrides: Any) -> GRPOConfig:
@@ -278,15 +277,14 @@ def test_grpo_raises_a_learnable_reward_end_to_end(
     toward what the reward pays for: the share of digits in the random tiny model's
     completions rises over a few iterations (measured: 0.06 over the first 3 iterations, 0.37
     over the last 3; with the learning rate at 1e-9 it stays at 0.03–0.08 throughout)."""
-    (tmp_path / "digit_rewards.py").write_text(textwrap.dedent(DIGIT_REWARD))
-    monkeypatch.syspath_prepend(str(tmp_path))
+    reward = reward_module(tmp_path, monkeypatch, "digit_rewards", DIGIT_REWARD, "digit_share")
     out = tmp_path / "run"
     cfg = smoke_config(
         tiny_model_dir,
         out,
-        "digit_rewards:digit_share",
+        reward,
         num_iterations=15,
-        rewards=[{"name": "digit_rewards:digit_share", "weight": 1.0}],
+        rewards=[{"name": reward, "weight": 1.0}],
         **{
             "lora.enabled": False,  # full fine-tuning: LoRA on a 64-wide model learns slowly
             "grpo.beta": 0.0,

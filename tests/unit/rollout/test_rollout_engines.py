@@ -10,14 +10,7 @@ from smarttuner.rollout import SamplingParams
 from smarttuner.rollout.fast import generate_fast
 from smarttuner.rollout.hf import generate_hf
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny matrices: one thread avoids OpenMP waits on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 QUESTIONS = [

@@ -10,14 +10,7 @@ from smarttuner.rollout.fast import _stop_hits, generate_fast
 from smarttuner.rollout.hf import generate_hf
 from smarttuner.rollout.types import eos_token_ids, finalize, left_pad, stop_length
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny matrices: one thread avoids OpenMP waits on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 ANSWERED = "<think> 3 + 4 = 7 </think><answer> 7 </answer> then more words"
