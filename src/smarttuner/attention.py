@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 NAME = "sdpa_gqa"
 
@@ -29,8 +30,6 @@ def sdpa_gqa_forward(
     is_causal: bool | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, None]:  # [B, T, H, D]
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     grouped = getattr(module, "num_key_value_groups", 1) > 1
     special = kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None
     if attention_mask is None or query.shape[2] == 1 or not grouped or special:
