@@ -24,6 +24,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from smarttuner.attention import use_grouped_sdpa
 from smarttuner.config import BUNDLED_MODEL, LoraSettings, ModelConfig
+from smarttuner.malloc import keep_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,10 @@ def _load_base(
             f"model {path!r} is neither a local folder nor a reachable Hugging Face hub id; "
             f"offline, use the bundled model with --model {BUNDLED_MODEL}"
         ) from None
-    use_grouped_sdpa(model, device or torch.device("cpu"))
+    device = device or torch.device("cpu")
+    use_grouped_sdpa(model, device)
+    if device.type == "cpu":
+        keep_freed_memory()
     return model
 
 

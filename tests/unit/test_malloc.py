@@ -1,0 +1,67 @@
+"""glibc's mmap/trim thresholds are raised once per CPU process, and can be switched off."""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+
+import pytest
+
+from smarttuner import malloc
+
+glibc = pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="needs glibc"
+)
+
+
+@pytest.fixture(autouse=True)
+def fresh(monkeypatch):
+    monkeypatch.setattr(malloc, "_applied", False)
+    monkeypatch.delenv(malloc.ENV_SWITCH, raising=False)
+
+
+@glibc
+def test_thresholds_are_set_through_mallopt(monkeypatch):
+    calls = []
+
+    class Libc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc())
+    assert malloc.keep_freed_memory()
+    assert calls == [
+        (malloc.M_MMAP_THRESHOLD, malloc.MMAP_THRESHOLD_BYTES),
+        (malloc.M_TRIM_THRESHOLD, malloc.TRIM_THRESHOLD_BYTES),
+    ]
+    assert malloc.keep_freed_memory()  # once per process
+    assert len(calls) == 2
+
+
+@glibc
+def test_real_glibc_accepts_the_thresholds():
+    assert malloc.keep_freed_memory()
+
+
+@pytest.mark.parametrize("value", ["0", "off", "false"])
+def test_environment_switch_turns_it_off(monkeypatch, value):
+    monkeypatch.setenv(malloc.ENV_SWITCH, value)
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: pytest.fail("mallopt must not be called"))
+    assert not malloc.keep_freed_memory()
+
+
+def test_other_c_libraries_are_left_alone(monkeypatch):
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("", ""))
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: pytest.fail("mallopt must not be called"))
+    assert not malloc.keep_freed_memory()
+
+
+@glibc
+def test_a_refused_setting_is_reported(monkeypatch):
+    class Libc:
+        def mallopt(self, param, value):
+            return 0
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc())
+    assert not malloc.keep_freed_memory()
