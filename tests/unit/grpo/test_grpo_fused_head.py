@@ -7,6 +7,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from smarttuner.grpo.buffer import Experience, collate
+from smarttuner.grpo import fused_head
 from smarttuner.grpo.fused_head import plain_head, token_logprobs
 from smarttuner.grpo.logprobs import bucketed_logprobs, completion_logprobs
 from tests.unit.grpo.test_grpo_logprobs import CASES, sharpen
@@ -16,7 +17,12 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 @pytest.mark.parametrize("chunk_rows", [1, 3, 512])
-def test_token_logprobs_and_gradients_equal_full_log_softmax(temperature, chunk_rows) -> None:
+@pytest.mark.parametrize("keep_chunks", [0, 1, None])  # softmax kept for none, one, all chunks
+def test_token_logprobs_and_gradients_equal_full_log_softmax(
+    temperature, chunk_rows, keep_chunks, monkeypatch
+) -> None:
+    if keep_chunks is not None:  # float64 chunk of chunk_rows x 11 vocabulary entries
+        monkeypatch.setattr(fused_head, "KEEP_BYTES", keep_chunks * chunk_rows * 11 * 8)
     gen = torch.Generator().manual_seed(0)
     hidden = torch.randn(7, 5, generator=gen, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(11, 5, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -34,6 +40,16 @@ def test_token_logprobs_and_gradients_equal_full_log_softmax(temperature, chunk_
     torch.testing.assert_close(fused, want[0])
     torch.testing.assert_close(hidden.grad, want[1])
     torch.testing.assert_close(weight.grad, want[2])
+
+
+def test_kept_softmax_cannot_be_reused_by_a_second_backward() -> None:
+    """The backward pass consumes the kept numerators in place; autograd's version check
+    turns a second backward over the same graph into an error, never a wrong gradient."""
+    hidden = torch.randn(4, 3, requires_grad=True)
+    logp = token_logprobs(hidden, torch.randn(6, 3), torch.tensor([0, 5, 2, 2]))
+    logp.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        logp.sum().backward()
 
 
 def test_frozen_weight_gets_no_gradient() -> None:
