@@ -6,8 +6,8 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from smarttuner.grpo.buffer import Experience, collate
 from smarttuner.grpo import fused_head
+from smarttuner.grpo.buffer import Experience, collate
 from smarttuner.grpo.fused_head import plain_head, token_logprobs
 from smarttuner.grpo.logprobs import bucketed_logprobs, completion_logprobs
 from tests.unit.grpo.test_grpo_logprobs import CASES, sharpen
