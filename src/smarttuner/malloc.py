@@ -27,6 +27,11 @@ ENV_SWITCH = "SMARTTUNER_KEEP_FREED_MEMORY"
 _applied = False
 
 
+def applied() -> bool:
+    """Whether this process runs with the raised thresholds."""
+    return _applied
+
+
 def keep_freed_memory() -> bool:
     """Raise glibc's mmap/trim thresholds once per process. True if they are in effect."""
     global _applied

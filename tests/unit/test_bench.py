@@ -84,3 +84,11 @@ def test_trl_worker_on_the_tiny_model(tiny_model_dir) -> None:
     results = run_bench(_tiny(tiny_model_dir), None, ["smarttuner", "trl"], say=lambda _: None)
     assert len(results["trl"]["steps"]) == 2
     assert results["summary"]["smarttuner_speedup_vs_trl"] > 0
+
+
+def test_trl_runs_with_the_stock_allocator_and_ours_with_freed_memory_kept() -> None:
+    from smarttuner import malloc
+    from smarttuner.bench.run import worker_env
+
+    assert worker_env("trl")[malloc.ENV_SWITCH] == "0"
+    assert worker_env("smarttuner-bf16").get(malloc.ENV_SWITCH) != "0"

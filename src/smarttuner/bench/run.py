@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,16 +13,30 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
+from smarttuner import malloc
 from smarttuner.bench.settings import BenchSettings
 from smarttuner.outputs import write_json
 
 log = logging.getLogger(__name__)
 
 
+# TRL runs with glibc's stock allocator settings, as its users run it: SmartTuner's
+# `malloc.keep_freed_memory` would otherwise reach it through our model loader (with it, TRL's
+# step took 161 s instead of ~190 s in benchmarks/results/bench-2026-11-30c.json).
+STOCK_ALLOCATOR = {"trl"}
+
+
+def worker_env(kind: str) -> dict[str, str]:
+    env = dict(os.environ)
+    if kind in STOCK_ALLOCATOR:
+        env[malloc.ENV_SWITCH] = "0"
+    return env
+
+
 def run_worker(kind: str, settings: BenchSettings) -> dict[str, Any]:
     """One measurement in a fresh process; its last `BENCH-RESULT` line is the answer."""
     cmd = [sys.executable, "-m", "smarttuner.bench.workers", kind, json.dumps(settings.to_dict())]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=worker_env(kind))
     lines = [x for x in proc.stdout.splitlines() if x.startswith("BENCH-RESULT ")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]

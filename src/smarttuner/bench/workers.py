@@ -232,6 +232,9 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
     result = WORKERS[kind](BenchSettings(**json.loads(raw)))
+    from smarttuner import malloc
+
+    result["keep_freed_memory"] = malloc.applied()
     print("BENCH-RESULT " + json.dumps(result), flush=True)
 
 
