@@ -6,7 +6,14 @@ model only needs `digit * n` facts (n ≤ 20), appending zeros, and additions of
 
 The left factor (the one written first, which in the second step is the intermediate result)
 is the one decomposed; a negative left factor is multiplied as a positive one and the sign put
-back at the end. Sums and differences of two numbers are written directly.
+back at the end. Sums and differences add or take away the right operand one place value at a
+time, and a difference whose result is negative is worked as the positive one:
+
+    45 + 17 = 45 + 10 + 7; 45 + 10 = 55; 55 + 7 = 62
+    15 - 18 = -(18 - 15); 18 - 15 = 18 - 10 - 5; 18 - 10 = 8; 8 - 5 = 3, so 15 - 18 = -3
+
+(With only products broken down, the first wrong step in the model's answers was most often
+a small subtraction such as "18 - 10 = 7": docs/RESULTS.md.)
 """
 
 from __future__ import annotations
@@ -42,11 +49,29 @@ def product_steps(x: int, y: int) -> str:
     return text
 
 
+def sum_steps(x: int, op: str, y: int) -> str:
+    """`x + y` or `x - y` (y ≥ 0) adding or taking away the place values of `y` one at a time;
+    a difference that comes out negative is worked as `-(y - x)`."""
+    if op == "-" and 0 <= x < y:
+        return f"{x} - {y} = -({y} - {x}); {sum_steps(y, '-', x)}, so {x} - {y} = {x - y}"
+    parts = place_values(y)
+    if len(parts) == 1:
+        return f"{x} {op} {y} = {OPERATORS[op](x, y)}"
+    text = f"{x} {op} {y} = {x} " + " ".join(f"{op} {p}" for p in parts)
+    total = x
+    for p in parts:
+        text += f"; {total} {op} {p} = {OPERATORS[op](total, p)}"
+        total = OPERATORS[op](total, p)
+    return text
+
+
 def step(x: int, op: str, y: int) -> str:
-    """One operation written out; products get the place-value breakdown."""
+    """One operation written out through place values (products, sums and differences)."""
     if op == "*":
         return product_steps(x, y)
-    return f"{x} {op} {y} = {OPERATORS[op](x, y)}"
+    if y < 0:  # the task's operands are positive; keep any other input plainly correct
+        return f"{x} {op} {y} = {OPERATORS[op](x, y)}"
+    return sum_steps(x, op, y)
 
 
 def arithmetic_reasoning(a: int, op1: str, b: int, op2: str, c: int) -> tuple[str, int]:

@@ -7,7 +7,12 @@ import re
 import pytest
 
 from smarttuner import formatting
-from smarttuner.sft.arithmetic_trace import arithmetic_reasoning, place_values, product_steps
+from smarttuner.sft.arithmetic_trace import (
+    arithmetic_reasoning,
+    place_values,
+    product_steps,
+    sum_steps,
+)
 from smarttuner.sft.traces import arithmetic_trace
 from smarttuner.tasks.arithmetic import ArithmeticTask
 
@@ -32,6 +37,19 @@ def test_product_steps_worked_examples() -> None:
         "4160 + 39 = 4199"
     )
     assert product_steps(-16, 5) == "16 * 5 = 10 * 5 + 6 * 5 = 50 + 30 = 80, so -16 * 5 = -80"
+
+
+def test_sum_steps_worked_examples() -> None:
+    assert sum_steps(45, "+", 7) == "45 + 7 = 52"
+    assert sum_steps(45, "+", 17) == "45 + 17 = 45 + 10 + 7; 45 + 10 = 55; 55 + 7 = 62"
+    assert (
+        sum_steps(4199, "-", 17) == "4199 - 17 = 4199 - 10 - 7; 4199 - 10 = 4189; 4189 - 7 = 4182"
+    )
+    assert sum_steps(15, "-", 18) == (
+        "15 - 18 = -(18 - 15); 18 - 15 = 18 - 10 - 5; 18 - 10 = 8; 8 - 5 = 3, so 15 - 18 = -3"
+    )
+    assert sum_steps(-12, "+", 17) == "-12 + 17 = -12 + 10 + 7; -12 + 10 = -2; -2 + 7 = 5"
+    assert sum_steps(3, "-", 3) == "3 - 3 = 0"
 
 
 def _value(expr: str) -> int:
