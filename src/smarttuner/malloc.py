@@ -5,8 +5,10 @@ hundreds of times. glibc serves every allocation above its mmap threshold (adapt
 32 MB) with fresh pages from the kernel and unmaps them on free, so each reuse pays page
 faults and page zeroing in the kernel: ~15 s of system CPU in a ~53 s bf16 step of
 `smarttuner bench`'s configuration on the 2-core machine here. Raising the mmap and trim
-thresholds lets freed blocks be reused from the heap: the step took ~4 s less and system
-CPU fell to ~10 s, at the same peak RSS (docs/RESULTS.md has the measurement).
+thresholds lets freed blocks be reused from the heap. In an ad-hoc A/B of that step
+(alternating processes, same completions) the step took 53.2 / 54.0 s without and
+49.6 / 49.5 s with it, system CPU ~15 s against ~10 s, peak RSS unchanged. `smarttuner bench`
+runs TRL with the stock settings (see `bench/run.py`).
 
 `SMARTTUNER_KEEP_FREED_MEMORY=0` turns it off. Other C libraries (musl, macOS, Windows) are
 left alone.
