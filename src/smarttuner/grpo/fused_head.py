@@ -16,8 +16,8 @@ in place (a log-sum-exp without the temporaries of `torch.logsumexp`). When the 
 wanted, those softmax numerators are kept for the backward pass, up to `KEEP_BYTES` per call
 (~100 MB per 512 rows in float32); the backward then needs one multiply, one scatter and the
 matmul into the hidden states. Chunks beyond the budget are recomputed from the hidden states
-in backward. On `smarttuner bench`'s configuration this took the output head's elementwise
-work from about a third of the train pass's non-matmul time to a few percent.
+in backward. On `smarttuner bench`'s configuration (torch.profiler, ad hoc) the head's
+[512, 49k] element-wise passes took ~3.7 s of a ~30 s train pass before, under 1 s after.
 
 Numerics follow the unfused path: logits come out of a matmul in the compute dtype (bfloat16
 under autocast, else the weights' dtype), are divided by the temperature in float32, and the

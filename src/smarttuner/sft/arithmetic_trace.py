@@ -42,10 +42,16 @@ def product_steps(x: int, y: int) -> str:
     text += " = " + " + ".join(str(t) for t in terms)
     if len(terms) == 2:
         return f"{text} = {x * y}"
-    total = terms[0]
-    for term in terms[1:]:
-        text += f"; {total} + {term} = {total + term}"
-        total += term
+    return text + _running(terms[0], "+", terms[1:])
+
+
+def _running(total: int, op: str, terms: list[int]) -> str:
+    """ "; 3900 + 260 = 4160; 4160 + 39 = 4199": apply `op` with each term in turn."""
+    text = ""
+    for term in terms:
+        after = OPERATORS[op](total, term)
+        text += f"; {total} {op} {term} = {after}"
+        total = after
     return text
 
 
@@ -57,12 +63,7 @@ def sum_steps(x: int, op: str, y: int) -> str:
     parts = place_values(y)
     if len(parts) == 1:
         return f"{x} {op} {y} = {OPERATORS[op](x, y)}"
-    text = f"{x} {op} {y} = {x} " + " ".join(f"{op} {p}" for p in parts)
-    total = x
-    for p in parts:
-        text += f"; {total} {op} {p} = {OPERATORS[op](total, p)}"
-        total = OPERATORS[op](total, p)
-    return text
+    return f"{x} {op} {y} = {x} " + " ".join(f"{op} {p}" for p in parts) + _running(x, op, parts)
 
 
 def step(x: int, op: str, y: int) -> str:
