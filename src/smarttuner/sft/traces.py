@@ -12,9 +12,11 @@ from collections.abc import Callable
 
 from smarttuner.registry import Registry
 from smarttuner.sft.arithmetic_trace import arithmetic_reasoning
+from smarttuner.sft.logic_trace import logic_reasoning
 from smarttuner.sft.records import SFTRecord, format_target
 from smarttuner.sft.syllogism_trace import syllogism_reasoning
 from smarttuner.tasks.base import Example
+from smarttuner.tasks.numbers import parse_decimal
 
 TraceWriter = Callable[[Example], str]
 _WRITERS: Registry[TraceWriter] = Registry("trace writer")
@@ -40,6 +42,26 @@ def arithmetic_trace(example: Example) -> str:
     if result != m["result"]:
         raise ValueError(f"arithmetic trace disagrees with the task's answer: {m}")
     return format_target(reasoning, str(result))
+
+
+@register_trace("propositional_logic")
+def propositional_logic_trace(example: Example) -> str:
+    """Two premises joined by conjunction introduction (`logic_reasoning`)."""
+    m = example.metadata
+    reasoning, conclusion = logic_reasoning(list(m["premises"]), list(m["variables"]))
+    return format_target(reasoning, conclusion)
+
+
+@register_trace("gsm_symbolic")
+def gsm_symbolic_trace(example: Example) -> str:
+    """The generator's own worked solution (`metadata["answer_cot"]`, GSM8K style) without its
+    closing `#### N` line; that line must equal the gold answer."""
+    lines = example.metadata["answer_cot"].strip().splitlines()
+    final = lines[-1].removeprefix("####").strip() if lines[-1].startswith("####") else None
+    gold = parse_decimal(example.answer)
+    if final is None or gold is None or parse_decimal(final) != gold:
+        raise ValueError(f"gsm_symbolic solution does not end in the gold answer: {lines[-1]!r}")
+    return format_target(" ".join(line.strip() for line in lines[:-1]), example.answer)
 
 
 def generic_trace(example: Example) -> str:
