@@ -222,3 +222,28 @@ def test_dump_config_round_trips(tmp_path: Path) -> None:
     dump_config(cfg, tmp_path / "config.yaml")
     again = build_config(GRPOConfig, tmp_path / "config.yaml")
     assert again == cfg
+
+
+RECIPES = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(p.name for p in RECIPES.glob("*.yaml") if p.name != "reward_model_train.yaml"),
+)
+def test_shipped_recipes_validate(name: str) -> None:
+    """Every recipe under configs/ builds the config its command reads (pipeline recipes have
+    SFT and probe sections; the others are `smarttuner grpo` recipes)."""
+    from smarttuner.config import PipelineConfig
+
+    path = RECIPES / name
+    cls = PipelineConfig if "sft" in read_yaml(path) else GRPOConfig
+    cfg = build_config(cls, path)
+    assert cfg.task.name
+
+
+def test_shipped_reward_model_recipe_validates() -> None:
+    from smarttuner.reward_model.config import RewardModelConfig
+
+    cfg = build_config(RewardModelConfig, RECIPES / "reward_model_train.yaml")
+    assert cfg is not None
