@@ -71,6 +71,8 @@ def test_bench_workers_on_the_tiny_model(tiny_model_dir, tmp_path) -> None:
     assert {"time/generate", "time/logprobs", "time/train", "step_seconds"} <= set(step)
     assert results["rollout"]["greedy_identical"] is True
     assert results["rollout"]["fast"]["tokens"] == 2 * 4 * 6  # no stop string: full budget
+    runs = results["rollout"]["hf"]["runs_seconds"]  # timed twice, alternating with fast
+    assert len(runs) == 2 and results["rollout"]["hf"]["seconds"] == pytest.approx(sum(runs) / 2)
     assert results["smarttuner"]["peak_rss_mb"] > 0
     assert "rollout_speedup_vs_generate" in results["summary"]
     assert results["rollout"]["hf-bf16"]["tokens"] > 0  # both engines also on bf16 weights

@@ -21,6 +21,7 @@ class BenchSettings:
     steps: int = 2
     lora_r: int = 32
     seed: int = 0
+    rollout_repeats: int = 2  # each engine's decode timed this many times, alternating
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -80,6 +80,9 @@ def bench(
     ] = None,
     steps: Annotated[int, typer.Option(help="GRPO steps timed per system.")] = 2,
     max_new_tokens: Annotated[int, typer.Option()] = 128,
+    rollout_repeats: Annotated[
+        int, typer.Option(min=1, help="Times each rollout engine is timed (alternating).")
+    ] = 2,
     only: Annotated[
         list[str] | None,
         typer.Option(help="Subset of: rollout, smarttuner, smarttuner-bf16, trl (repeatable)."),
@@ -89,7 +92,9 @@ def bench(
     from smarttuner.bench import BenchSettings, run_bench
     from smarttuner.bench.report import bench_table
 
-    settings = BenchSettings(steps=steps, max_new_tokens=max_new_tokens)
+    settings = BenchSettings(
+        steps=steps, max_new_tokens=max_new_tokens, rollout_repeats=rollout_repeats
+    )
     results = _run(
         run_bench,
         settings,
