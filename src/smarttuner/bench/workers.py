@@ -48,24 +48,25 @@ def rollout(s: BenchSettings) -> dict[str, Any]:
     for suffix, dtype in (("", torch.float32), ("-bf16", torch.bfloat16)):  # weights in dtype
         model.to(dtype)
         runs: dict[str, list[float]] = {"fast": [], "hf": []}
+        last = {}
         for _ in range(s.rollout_repeats):  # engines alternate, so drift hits both alike
             for engine in runs:
                 model.set_attn_implementation(attention[engine])
                 gen = torch.Generator().manual_seed(s.seed)  # same seed: same tokens each repeat
                 t0 = time.perf_counter()
-                batch = get_engine(engine)(
+                last[engine] = get_engine(engine)(
                     model, tokenizer, prompts, s.num_generations, params, gen
                 )
                 runs[engine].append(time.perf_counter() - t0)
-                tokens = int(batch.lengths.sum())
-                seconds = sum(runs[engine]) / len(runs[engine])
-                out[engine + suffix] = {
-                    "seconds": seconds,  # mean over the repeats
-                    "runs_seconds": list(runs[engine]),
-                    "tokens": tokens,
-                    "tokens_per_second": tokens / seconds,
-                    "decode_steps": int(batch.lengths.max()),
-                }
+        for engine, times in runs.items():
+            tokens, seconds = int(last[engine].lengths.sum()), sum(times) / len(times)
+            out[engine + suffix] = {
+                "seconds": seconds,  # mean over the repeats
+                "runs_seconds": times,
+                "tokens": tokens,
+                "tokens_per_second": tokens / seconds,
+                "decode_steps": int(last[engine].lengths.max()),
+            }
         model.set_attn_implementation(attention["fast"])
         a = get_engine("fast")(model, tokenizer, prompts, 1, greedy)
         model.set_attn_implementation(attention["hf"])

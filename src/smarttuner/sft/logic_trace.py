@@ -44,8 +44,7 @@ def logic_reasoning(premises: list[str], variables: list[str]) -> tuple[str, str
                 f" and premise {j} gives {right}. Both are" if j != i else ". It is"
             )
             return f"{given} given as true, so the conjunction follows: {conclusion}.", conclusion
-    (i, left), (j, right) = pairs[0]
-    conclusion = conjunction(left, right)
+    conclusion = conjunction(premises[0], premises[1 % len(premises)])  # = the first pair's
     reasoning = (
         "Every premise is true under every assignment, so only tautologies follow, "
         f"such as {conclusion}."
