@@ -64,9 +64,15 @@ def test_traces_score_full_marks(task_name: str, writer) -> None:
 def test_gsm_trace_drops_the_final_line_and_checks_it() -> None:
     cot = "There are 12 x 2 = 24 players.\nIn total 12 + 24 = 36.\n#### 36.0"
     example = Example("q", "36", {"answer_cot": cot})
-    assert gsm_symbolic_trace(example) == formatting.THINK_OPEN + (
-        " There are 12 x 2 = 24 players. In total 12 + 24 = 36. "
-    ) + formatting.THINK_CLOSE + formatting.ANSWER_OPEN + " 36 " + formatting.ANSWER_CLOSE
+    assert (
+        gsm_symbolic_trace(example)
+        == formatting.THINK_OPEN
+        + (" There are 12 x 2 = 24 players. In total 12 + 24 = 36. ")
+        + formatting.THINK_CLOSE
+        + formatting.ANSWER_OPEN
+        + " 36 "
+        + formatting.ANSWER_CLOSE
+    )
     wrong = Example("q", "35", {"answer_cot": cot})
     with pytest.raises(ValueError, match="gold answer"):
         gsm_symbolic_trace(wrong)
