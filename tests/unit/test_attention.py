@@ -62,3 +62,68 @@ def test_only_cpu_sdpa_models_switch(tiny_model) -> None:
     model.set_attn_implementation("eager")
     use_grouped_sdpa(model, torch.device("cpu"))
     assert model.config._attn_implementation == "eager"
+
+
+def _grouped_inputs(dtype: torch.dtype, queries: int = 5, keys: int = 9):
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (
+        torch.randn(shape, generator=gen, dtype=dtype).requires_grad_()
+        for shape in ((3, 6, queries, 8), (3, 2, keys, 8), (3, 2, keys, 8))
+    )
+    mask = torch.ones(3, 1, queries, keys, dtype=torch.bool)
+    mask[..., keys - queries :] = torch.tril(torch.ones(queries, queries, dtype=torch.bool))
+    mask[0, ..., :6] = False  # left padding: row 0's first query rows see no key at all
+    return q, k, v, mask
+
+
+def test_grouped_matmul_attention_equals_sdpa_with_repeated_heads() -> None:
+    q, k, v, mask = _grouped_inputs(torch.float64)
+    live = mask.any(-1, keepdim=True).expand(-1, 6, -1, 8)  # query rows with a key to read
+    upstream = torch.randn(q.shape, generator=torch.Generator().manual_seed(1), dtype=q.dtype)
+
+    def run(attend):
+        for t in (q, k, v):
+            t.grad = None
+        out = attend()
+        (out * upstream * live).sum().backward()
+        return out.detach(), [t.grad.clone() for t in (q, k, v)]
+
+    got, got_grads = run(lambda: attention.grouped_matmul_attention(q, k, v, mask, 0.3))
+    want, want_grads = run(
+        lambda: torch.nn.functional.scaled_dot_product_attention(
+            q, k.repeat_interleave(3, 1), v.repeat_interleave(3, 1), attn_mask=mask, scale=0.3
+        )
+    )
+    torch.testing.assert_close(got[live], want[live])
+    assert torch.isfinite(got).all()  # rows without a key average instead of giving NaN
+    for a, b in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_low_precision_masked_forwards_take_the_grouped_matmul_path(
+    tiny_model, monkeypatch
+) -> None:
+    calls = []
+    real = attention.grouped_matmul_attention
+
+    def spy(query, *args):
+        calls.append(query.dtype)
+        return real(query, *args)
+
+    monkeypatch.setattr(attention, "grouped_matmul_attention", spy)
+    base = sharpen(tiny_model)
+    grouped = copy.deepcopy(base)
+    use_grouped_sdpa(grouped, torch.device("cpu"))
+    mb = _padded_batch()
+    args = (mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask, 0.7)
+    with torch.no_grad():
+        want = completion_logprobs(base, *args)  # float32, transformers' "sdpa"
+        assert not calls  # float32 keeps SDPA's kernel
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = completion_logprobs(grouped, *args)
+            stock = completion_logprobs(base, *args)
+    assert calls and set(calls) == {torch.bfloat16}  # autocast's dtype, not the float32 queries
+    live = mb.completion_mask.bool()
+    # as close to float32 as transformers' own bf16 attention is
+    ours, theirs = ((x - want)[live].abs().mean() for x in (got, stock))
+    assert ours < 2 * theirs + 1e-3
