@@ -15,11 +15,14 @@ forwards of `smarttuner bench` (9 query heads over 3 key/value heads, ~100-250 k
 ~3x its forward. There "sdpa_gqa" computes attention as two batched matmuls, the query heads
 of a group stacked against their shared key/value head (`grouped_matmul_attention`; no copies
 of K and V), with a float32 softmax, as transformers' "eager" attention does in low
-precision. In an ad-hoc A/B on the bench's configuration (alternating in one process, same
-48 completions) the bf16 training pass took 22.2 / 22.9 / 23.5 s against 25.2 / 26.1 /
-26.4 s with the flash kernel; log-probs differ from a float32 forward by 0.0219 nats per token
-on average against 0.0218 with the flash kernel. In float32 the flash kernel is as fast or
-faster and stays, and one-token decode steps keep transformers' path (as fast there).
+precision, as long as the score tensor is small enough to keep for the backward
+(`GROUPED_MAX_SCORES`). In an ad-hoc A/B on the bench's configuration (alternating in one
+process, same 48 completions) the bf16 training pass took 22.2 / 22.9 / 23.5 s against
+25.2 / 26.1 / 26.4 s with the flash kernel; log-probs differ from a float32 forward by 0.0219
+nats per token on average against 0.0218 with the flash kernel. In float32 the flash kernel
+is as fast or faster and stays, and one-token decode steps keep transformers' path (as fast
+there). Greedy decoding in bf16 therefore rounds differently from stock "sdpa" and may pick
+other tokens; in float32 nothing changes.
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 NAME = "sdpa_gqa"
 LOW_PRECISION = (torch.bfloat16, torch.float16)  # dtypes that take `grouped_matmul_attention`
+# Largest [B, H, T, S] score tensor for `grouped_matmul_attention`. Its backward keeps the
+# probabilities (~6 bytes an entry: float32 softmax output, bfloat16 copy) in every layer
+# where the flash kernel keeps O(T); 4M entries is ~25 MB a layer, ~0.75 GB over 30 layers.
+# The bench's largest training forward has 3.4M; longer sequences go to the flash kernel.
+GROUPED_MAX_SCORES = 1 << 22
 
 
 def sdpa_gqa_forward(
@@ -50,7 +58,12 @@ def sdpa_gqa_forward(
             module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs
         )
     dtype = _compute_dtype(query)
-    if dtype in LOW_PRECISION and attention_mask.dtype == torch.bool:
+    scores = query.shape[0] * query.shape[1] * query.shape[2] * key.shape[2]
+    if (
+        dtype in LOW_PRECISION
+        and attention_mask.dtype == torch.bool
+        and scores <= GROUPED_MAX_SCORES
+    ):
         query, key, value = (t.to(dtype) for t in (query, key, value))
         out = grouped_matmul_attention(query, key, value, attention_mask, scaling)
         return out.transpose(1, 2).contiguous(), None

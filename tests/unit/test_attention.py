@@ -127,3 +127,16 @@ def test_low_precision_masked_forwards_take_the_grouped_matmul_path(
     # as close to float32 as transformers' own bf16 attention is
     ours, theirs = ((x - want)[live].abs().mean() for x in (got, stock))
     assert ours < 2 * theirs + 1e-3
+
+
+def test_large_score_tensors_keep_the_flash_kernel(tiny_model, monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(attention, "grouped_matmul_attention", lambda *a: calls.append(1))
+    monkeypatch.setattr(attention, "GROUPED_MAX_SCORES", 0)  # every forward is "too large"
+    model = copy.deepcopy(tiny_model)
+    use_grouped_sdpa(model, torch.device("cpu"))
+    mb = _padded_batch()
+    args = (mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask, 0.7)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = completion_logprobs(model, *args)
+    assert not calls and torch.isfinite(out).all()

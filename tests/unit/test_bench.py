@@ -76,7 +76,8 @@ def test_bench_workers_on_the_tiny_model(tiny_model_dir, tmp_path) -> None:
     assert results["smarttuner"]["peak_rss_mb"] > 0
     assert "rollout_speedup_vs_generate" in results["summary"]
     assert results["rollout"]["hf-bf16"]["tokens"] > 0  # both engines also on bf16 weights
-    assert isinstance(results["rollout"]["greedy_identical-bf16"], bool)
+    assert results["rollout"]["greedy_identical-bf16"] is True  # same attention in both
+    assert isinstance(results["rollout"]["greedy_identical_stock_sdpa-bf16"], bool)
     assert "rollout_bf16_speedup_vs_generate_bf16" in results["summary"]
     assert bench_table(results).row_count >= 5
 

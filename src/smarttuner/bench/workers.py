@@ -67,11 +67,18 @@ def rollout(s: BenchSettings) -> dict[str, Any]:
                 "tokens_per_second": tokens / seconds,
                 "decode_steps": int(last[engine].lengths.max()),
             }
+        # Same weights and attention: the engines' decoding must agree token for token. Against
+        # `generate` on stock "sdpa" too, for information: in bf16 "sdpa_gqa"'s multi-token
+        # forwards round differently (see attention.py), so a greedy tie may break otherwise.
         model.set_attn_implementation(attention["fast"])
         a = get_engine("fast")(model, tokenizer, prompts, 1, greedy)
-        model.set_attn_implementation(attention["hf"])
         b = get_engine("hf")(model, tokenizer, prompts, 1, greedy)
+        model.set_attn_implementation(attention["hf"])
+        c = get_engine("hf")(model, tokenizer, prompts, 1, greedy)
         out["greedy_identical" + suffix] = bool(torch.equal(a.completion_ids, b.completion_ids))
+        out["greedy_identical_stock_sdpa" + suffix] = bool(
+            torch.equal(a.completion_ids, c.completion_ids)
+        )
     out["peak_rss_mb"] = peak_rss_mb()
     return out
 
