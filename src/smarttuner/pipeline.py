@@ -24,6 +24,7 @@ from typing import Any
 from smarttuner.config import PipelineConfig, SFTConfig, dump_config
 from smarttuner.evaluate.probe import needs_warmup, probe_model
 from smarttuner.grpo.trainer import evaluate_model, prepare_data, run_eval, train_grpo
+from smarttuner.memory import peak_rss_mb
 from smarttuner.models import load_model
 from smarttuner.outputs import prepare_output_dir, write_json
 from smarttuner.sft import train_sft
@@ -81,15 +82,18 @@ def _probe_and_baseline(cfg: PipelineConfig, data, out: Path, say: Say) -> tuple
 class _CPUClock:
     """CPU seconds (user + system, all threads) of this process spent per stage; with 2 cores
     busy, wall time understates the cost of a stage by up to 2×, and another job on the
-    machine inflates wall time but not this."""
+    machine inflates wall time but not this. Also the process's peak RSS at the end of each
+    stage (`peaks`): a stage whose figure is above the previous one's set a new peak."""
 
     def __init__(self) -> None:
         self.laps: dict[str, float] = {}
+        self.peaks: dict[str, float] = {}
         self._last = self._first = time.process_time()
 
     def lap(self, stage: str) -> None:
         now = time.process_time()
         self.laps[stage] = now - self._last
+        self.peaks[stage] = peak_rss_mb()
         self._last = now
 
     def summary(self) -> dict[str, float]:
@@ -176,6 +180,7 @@ def run_pipeline(
         model_dir=model_dir,
         total_seconds=time.perf_counter() - start,
         cpu_seconds=cpu.summary(),
+        peak_rss_mb=cpu.peaks,
     )
     write_json(results_dir / "summary.json", summary)
     write_json(out / "results.json", summary)

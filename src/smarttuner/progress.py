@@ -120,6 +120,13 @@ class HealthMonitor:
         return notes
 
 
+def memory_text(record: dict[str, Any]) -> str:
+    """ "  RSS 3.1 GB (peak 4.2)" from a record's memory fields, or "" without them."""
+    if "rss_mb" not in record:
+        return ""
+    return f"  RSS {record['rss_mb'] / 1024:.1f} GB (peak {record['peak_rss_mb'] / 1024:.1f})"
+
+
 def step_line(step: int, record: dict[str, Any], notes: list[str] | None = None) -> str:
     """One printed line per step; `notes` (default: `health_notes(record)`) go on a second line."""
     if record.get("phase") == "eval":
@@ -135,6 +142,7 @@ def step_line(step: int, record: dict[str, Any], notes: list[str] | None = None)
         f"loss {record.get('loss', float('nan')):+.4f}  kl {record.get('kl', 0.0):.4f}  "
         f"zero-std {record['zero_std_fraction']:.2f}  len {record['completion_length']:.0f}  "
         f"{record['tokens_per_second']:.0f} tok/s  {record['step_seconds']:.1f}s"
+        + memory_text(record)
     )
     notes = health_notes(record) if notes is None else notes
     return line + (f"\n  [yellow]⚠ {escape(' · '.join(notes))}[/]" if notes else "")

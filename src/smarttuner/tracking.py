@@ -35,6 +35,16 @@ TENSORBOARD_DIR = "tensorboard"
 DEFAULT_PROJECT = "smarttuner"
 # Keys of a metrics record that are coordinates or labels, never plotted as metrics.
 _NON_METRIC_KEYS = frozenset({"step", "phase", "split"})
+# Record fields (prefixes) that measure the machine, not the run: time, speed and memory. Two
+# runs that did the same thing (one of them resumed from a checkpoint, say) differ only there.
+MACHINE_FIELDS = (
+    "time/",
+    "step_seconds",
+    "elapsed_seconds",
+    "tokens_per_second",
+    "rss_mb",
+    "peak_rss_mb",
+)
 # Completions sent to a dashboard per logging step (completions.jsonl keeps them all).
 DASHBOARD_COMPLETIONS = 16
 
@@ -50,6 +60,11 @@ def _clean(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
     return value
+
+
+def run_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` without its `MACHINE_FIELDS`."""
+    return {k: v for k, v in record.items() if not k.startswith(MACHINE_FIELDS)}
 
 
 class JsonlWriter:

@@ -34,6 +34,7 @@ from safetensors.torch import load_file
 
 from smarttuner.config import GRPOConfig, build_config
 from smarttuner.grpo.trainer import train_grpo
+from smarttuner.tracking import run_fields
 
 pytestmark = pytest.mark.slow
 
@@ -113,6 +114,10 @@ def grpo_rows(out: Path) -> list[dict[str, Any]]:
     return [r for r in rows if r["phase"] == "grpo"]
 
 
+def strip(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [run_fields(r) for r in rows]
+
+
 def test_two_processes_match_one(setup, tmp_path: Path) -> None:
     root, recipe = setup
     torch.set_num_threads(1)
@@ -156,11 +161,6 @@ def test_two_processes_stop_together_and_resume_exactly(setup, tmp_path: Path) -
     assert {p.name for p in saved.iterdir()} >= {"process-0", "process-1", "model"}
     resumed = launch(root, recipe, out, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    timing = ("time/", "step_seconds", "elapsed_seconds", "tokens_per_second")
-
-    def strip(rows):
-        return [{k: v for k, v in r.items() if not k.startswith(timing)} for r in rows]
-
     assert strip(grpo_rows(out)) == strip(grpo_rows(straight))
 
 
@@ -200,11 +200,6 @@ def test_fsdp_stops_and_resumes_exactly(setup, tmp_path: Path) -> None:
     assert "interrupted at iteration 2; resume with --resume" in stopped.stderr
     resumed = launch(root, recipe, out, "--resume", config_file=FSDP)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    timing = ("time/", "step_seconds", "elapsed_seconds", "tokens_per_second")
-
-    def strip(rows):
-        return [{k: v for k, v in r.items() if not k.startswith(timing)} for r in rows]
-
     assert strip(grpo_rows(out)) == strip(grpo_rows(straight))
 
 

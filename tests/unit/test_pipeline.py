@@ -114,6 +114,9 @@ def test_pipeline_without_grpo_is_the_sft_only_control(tiny_model_dir, tmp_path)
     assert all(v >= 0 for v in cpu.values())
     assert cpu["total"] >= cpu["sft"] > 0
     assert json.loads((out / "results.json").read_text())["cpu_seconds"] == cpu
+    peaks = summary["peak_rss_mb"]  # the process's peak after each stage, in stage order
+    assert list(peaks) == ["probe_and_baseline", "sft", "final_eval"]
+    assert 0 < peaks["probe_and_baseline"] <= peaks["sft"] <= peaks["final_eval"]
 
 
 def test_sft_only_eval_equals_grpo_eval_at_step_0(tiny_model_dir, tmp_path) -> None:

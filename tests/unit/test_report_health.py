@@ -61,6 +61,12 @@ def test_each_problem_is_named_in_plain_words() -> None:
     assert line.count("\n") == 1 and " · " in line
 
 
+def test_the_step_line_shows_memory_when_the_record_has_it() -> None:
+    assert "RSS" not in step_line(1, HEALTHY)
+    line = step_line(1, {**HEALTHY, "rss_mb": 3174.4, "peak_rss_mb": 4300.8})
+    assert line.endswith("RSS 3.1 GB (peak 4.2)")
+
+
 def test_kl_rising_fast_needs_history() -> None:
     monitor = HealthMonitor()
     # KL 0.02, 0.025, 0.03, then 0.09: mean of the last (up to 5) steps before is 0.025, and

@@ -4,7 +4,6 @@ SETTINGS_JSON`. Each prints one JSON line with its timings and its own peak RSS.
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -13,10 +12,7 @@ from typing import Any
 import torch
 
 from smarttuner.bench.settings import BenchSettings
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+from smarttuner.memory import peak_rss_mb
 
 
 def _prompts(s: BenchSettings, tokenizer) -> tuple[list, list[list[int]]]:

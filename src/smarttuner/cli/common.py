@@ -115,8 +115,10 @@ OverwriteOpt = Annotated[bool, typer.Option(help="Reuse a non-empty output dir."
 
 
 def _print_epoch(record: dict[str, Any]) -> None:
+    from smarttuner.progress import memory_text
+
     parts = [f"SFT epoch {record['epoch']}: train loss {record['train_loss']:.4f}"]
     for key in ("val_loss", "val_accuracy", "val_format_rate"):
         if key in record:
             parts.append(f"{key.replace('_', ' ')} {record[key]:.3f}")
-    console.print("  ".join(parts), highlight=False)
+    console.print("  ".join(parts) + memory_text(record), highlight=False)

@@ -57,6 +57,7 @@ from smarttuner.grpo.checkpoint import (
 )
 from smarttuner.grpo.experience import Collected, CollectSettings, collect_experience
 from smarttuner.grpo.optimize import LossSettings, OptimState, train_pass
+from smarttuner.memory import memory_record
 from smarttuner.models import (
     REFERENCE_ADAPTER,
     attach_reference_adapter,
@@ -319,6 +320,7 @@ class GRPORun:
             "lr": self.scheduler.get_last_lr()[0],
             "step_seconds": time.perf_counter() - t_step,
             "elapsed_seconds": time.perf_counter() - start,
+            **memory_record(),  # this process's
             "rewards": rewards,
             "advantages": advantages,
         }

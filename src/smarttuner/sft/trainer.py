@@ -20,6 +20,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from smarttuner.config import SFTConfig, SFTSettings, dump_config
 from smarttuner.evaluate import evaluate_task
+from smarttuner.memory import memory_record
 from smarttuner.models import autocast_context, load_model, save_model
 from smarttuner.outputs import prepare_output_dir, reset_run_files, write_json
 from smarttuner.prompts import render_prompt
@@ -228,6 +229,7 @@ def train_sft(
         with autocast:
             record.update(validate_epoch(model, tokenizer, task, data, s))
         record["elapsed_seconds"] = time.perf_counter() - start
+        record.update(memory_record())
         tracker.log(record)
         history.append(record)
         if on_epoch:

@@ -29,6 +29,7 @@ from safetensors.torch import load_file
 from smarttuner.checkpoint import CheckpointError, RunInterrupted
 from smarttuner.config import ConfigError, GRPOConfig, build_config
 from smarttuner.grpo.trainer import train_grpo
+from smarttuner.tracking import run_fields
 
 REWARDS = """
 import os, pathlib, time
@@ -39,7 +40,6 @@ def spread(prompts, completions, **kwargs):
         time.sleep(600)
     return [len(c) / 50.0 for c in completions]
 """
-TIMING = {"step_seconds", "elapsed_seconds", "tokens_per_second"}
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +91,7 @@ def config(values: dict[str, Any]) -> GRPOConfig:
 def logged(out: Path) -> list[dict[str, Any]]:
     """metrics.jsonl without the wall-clock fields."""
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [
-        {k: v for k, v in r.items() if k not in TIMING and not k.startswith("time/")} for r in rows
-    ]
+    return [run_fields(r) for r in rows]
 
 
 def adapter(out: Path) -> dict[str, torch.Tensor]:

@@ -42,6 +42,8 @@ ITERATION_KEYS = {
     "completion_length",
     "tokens_per_second",
     "step_seconds",
+    "rss_mb",
+    "peak_rss_mb",
 }
 FINITE_KEYS = ITERATION_KEYS - {"accuracy", "format_rate"}
 IDS = torch.tensor([[5, 17, 42, 9, 100, 7, 250, 3]])
