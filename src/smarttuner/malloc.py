@@ -12,11 +12,17 @@ runs TRL with the stock settings (see `bench/run.py`).
 
 `SMARTTUNER_KEEP_FREED_MEMORY=0` turns it off. Other C libraries (musl, macOS, Windows) are
 left alone.
+
+Kept memory only pays within a phase that allocates the same sizes again. Between phases
+(training → evaluation, one pipeline stage → the next) `release_freed_memory` hands the free
+heap pages back (glibc's `malloc_trim(0)`), so that the next phase's differently sized
+buffers do not come on top of a fragmented heap of the last one's.
 """
 
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import platform
 
@@ -34,6 +40,23 @@ def applied() -> bool:
     return _applied
 
 
+def _glibc() -> ctypes.CDLL | None:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+def release_freed_memory() -> bool:
+    """Collect Python's garbage (tensors held in reference cycles), then return the C heap's
+    free pages to the kernel (glibc only). True if any went back."""
+    gc.collect()
+    libc = _glibc()
+    return bool(libc is not None and libc.malloc_trim(0))
+
+
 def keep_freed_memory() -> bool:
     """Raise glibc's mmap/trim thresholds once per process. True if they are in effect."""
     global _applied
@@ -41,11 +64,8 @@ def keep_freed_memory() -> bool:
         return True
     if os.environ.get(ENV_SWITCH, "1").strip().lower() in {"0", "false", "no", "off"}:
         return False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
+    libc = _glibc()
+    if libc is None:
         return False
     ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
     ok = libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1 and ok

@@ -24,6 +24,7 @@ from typing import Any
 from smarttuner.config import PipelineConfig, SFTConfig, dump_config
 from smarttuner.evaluate.probe import needs_warmup, probe_model
 from smarttuner.grpo.trainer import evaluate_model, prepare_data, run_eval, train_grpo
+from smarttuner.malloc import release_freed_memory
 from smarttuner.memory import peak_rss_mb
 from smarttuner.models import load_model
 from smarttuner.outputs import prepare_output_dir, write_json
@@ -91,10 +92,12 @@ class _CPUClock:
         self._last = self._first = time.process_time()
 
     def lap(self, stage: str) -> None:
+        """End `stage`: its CPU time and the peak so far; what it freed goes back to the OS."""
         now = time.process_time()
         self.laps[stage] = now - self._last
         self.peaks[stage] = peak_rss_mb()
-        self._last = now
+        release_freed_memory()
+        self._last = time.process_time()
 
     def summary(self) -> dict[str, float]:
         return {**self.laps, "total": time.process_time() - self._first}

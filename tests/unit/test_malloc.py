@@ -65,3 +65,19 @@ def test_a_refused_setting_is_reported(monkeypatch):
 
     monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc())
     assert not malloc.keep_freed_memory()
+
+
+@glibc
+def test_release_hands_freed_heap_pages_back():
+    import torch
+
+    from smarttuner.memory import rss_mb
+
+    malloc.keep_freed_memory()  # blocks below 1 GiB now come from the heap and stay there
+    blocks = [torch.ones(2**20) for _ in range(128)]  # 128 x 4 MiB, every page written
+    keep = torch.ones(1)  # allocated last: the heap cannot shrink from the top past it
+    del blocks
+    held = rss_mb()
+    assert malloc.release_freed_memory()
+    assert held - rss_mb() > 256  # most of the 512 MiB went back
+    del keep

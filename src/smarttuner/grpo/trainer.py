@@ -57,6 +57,7 @@ from smarttuner.grpo.checkpoint import (
 )
 from smarttuner.grpo.experience import Collected, CollectSettings, collect_experience
 from smarttuner.grpo.optimize import LossSettings, OptimState, train_pass
+from smarttuner.malloc import release_freed_memory
 from smarttuner.memory import memory_record
 from smarttuner.models import (
     REFERENCE_ADAPTER,
@@ -257,6 +258,7 @@ class GRPORun:
         d = self.dist
         examples = self.data.eval[d.rank :: d.world_size]
         result, failed = None, None
+        release_freed_memory()  # the training buffers kept for reuse: not needed here
         try:
             with fsdp.full_weights(self.model), self.autocast():
                 model = self.sampler()

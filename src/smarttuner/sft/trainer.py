@@ -20,6 +20,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from smarttuner.config import SFTConfig, SFTSettings, dump_config
 from smarttuner.evaluate import evaluate_task
+from smarttuner.malloc import release_freed_memory
 from smarttuner.memory import memory_record
 from smarttuner.models import autocast_context, load_model, save_model
 from smarttuner.outputs import prepare_output_dir, reset_run_files, write_json
@@ -226,6 +227,7 @@ def train_sft(
             "train_loss": sum(losses) / max(len(losses), 1),
             "lr": scheduler.get_last_lr()[0],
         }
+        release_freed_memory()  # training buffers kept for reuse: not needed to validate
         with autocast:
             record.update(validate_epoch(model, tokenizer, task, data, s))
         record["elapsed_seconds"] = time.perf_counter() - start
