@@ -368,6 +368,12 @@ class SFTSettings(_Section):
     path: Path | None = Field(None, description="JSONL file for source 'jsonl'.")
     num_epochs: float = Field(2.0, gt=0.0, description="Passes over the traces.")
     batch_size: int = Field(8, ge=1, description="Sequences per optimizer step.")
+    micro_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="Sequences per forward/backward pass (default: batch_size). Smaller values "
+        "lower peak memory; gradients are accumulated, so the update is the same.",
+    )
     learning_rate: float = Field(2e-4, gt=0.0, description="AdamW peak learning rate.")
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="Share of steps warming up.")
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")

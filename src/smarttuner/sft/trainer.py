@@ -89,6 +89,25 @@ def batch_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> tuple[
     return loss / max(n, 1), n
 
 
+def accumulate_gradients(
+    model: PreTrainedModel, rows: list[tuple[list[int], list[int]]], micro: int, pad_id: int
+) -> float:
+    """Backward of the token-mean cross-entropy over all `rows`, `micro` rows per forward: each
+    piece's token sum is divided by the labelled tokens of all rows, so the gradients add up to
+    those of one pass over the whole batch. Returns the loss; stops at a non-finite piece
+    (nothing of it is accumulated)."""
+    pieces = [collate_sft(rows[i : i + micro], pad_id) for i in range(0, len(rows), micro)]
+    total = max(sum(int((p["labels"] != IGNORE).sum()) for p in pieces), 1)
+    value = 0.0
+    for piece in pieces:
+        loss, n = batch_loss(model, piece)
+        if not torch.isfinite(loss):
+            return float(loss)
+        (loss * (n / total)).backward()
+        value += float(loss) * n / total
+    return value
+
+
 @torch.no_grad()
 def validation_loss(model, rows, batch_size: int, pad_id: int) -> float:
     model.eval()
@@ -210,15 +229,16 @@ def train_sft(
                 break
             rows = [data.train_rows[i] for i in order[b : b + s.batch_size]]
             with autocast:
-                loss, _ = batch_loss(model, collate_sft(rows, tokenizer.pad_token_id))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"SFT loss became {float(loss)} at step {step + 1}")
-            loss.backward()
+                loss = accumulate_gradients(
+                    model, rows, s.micro_batch_size or s.batch_size, tokenizer.pad_token_id
+                )
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"SFT loss became {loss} at step {step + 1}")
             torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
+            losses.append(loss)
             step += 1
         record: dict[str, Any] = {
             "phase": "sft",

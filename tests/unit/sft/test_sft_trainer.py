@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -14,7 +15,13 @@ from smarttuner.grpo.trainer import setup_run
 from smarttuner.models import REFERENCE_ADAPTER, load_model, reference_mode
 from smarttuner.sft import train_sft
 from smarttuner.sft.records import SFTRecord
-from smarttuner.sft.trainer import IGNORE, batch_loss, collate_sft, tokenize_record
+from smarttuner.sft.trainer import (
+    IGNORE,
+    accumulate_gradients,
+    batch_loss,
+    collate_sft,
+    tokenize_record,
+)
 
 
 def test_prompt_tokens_are_masked_out(tiny_tokenizer) -> None:
@@ -57,6 +64,29 @@ def test_left_padded_batch_loss_equals_rows_alone(tiny_model, tiny_tokenizer) ->
         count += int((target != IGNORE).sum())
     assert n == count
     torch.testing.assert_close(loss, total / count, rtol=1e-5, atol=1e-5)
+
+
+def test_micro_batches_accumulate_the_whole_batch_gradient(tiny_model, tiny_tokenizer) -> None:
+    rows = [
+        ([1, 5, 6, 7, 8, 9], [IGNORE] * 3 + [7, 8, 9]),
+        ([1, 5, 6, 7, 8, 9, 10, 11], [IGNORE] * 6 + [10, 11]),
+        ([1, 4, 9, 9, 2], [IGNORE] * 2 + [9, 9, 2]),
+    ]
+    pad = tiny_tokenizer.pad_token_id
+
+    def grads(micro: int) -> tuple[float, list[torch.Tensor]]:
+        tiny_model.zero_grad(set_to_none=True)
+        loss = accumulate_gradients(tiny_model, rows, micro, pad)
+        return loss, [p.grad.clone() for p in tiny_model.parameters()]
+
+    whole_loss, whole = grads(3)
+    expected, _ = batch_loss(tiny_model, collate_sft(rows, pad))
+    assert whole_loss == pytest.approx(float(expected), rel=1e-6)
+    for micro in (1, 2):  # pieces of unequal token counts: weighted by tokens, not by piece
+        loss, got = grads(micro)
+        assert loss == pytest.approx(whole_loss, rel=1e-5)
+        for a, b in zip(got, whole, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 def _sft_config(model_dir: str, out: Path, **extra) -> SFTConfig:
