@@ -2,7 +2,8 @@
 
 What it does that `model.generate` does not:
 - one prefill per *distinct* prompt: the G samples of a group share it, and the cache is then
-  repeated G times (prefill of 8 prompts instead of 48 rows);
+  repeated G times (prefill of 8 prompts instead of 48 rows); many prompts (an evaluation
+  batch) are prefilled `PREFILL_ROWS` at a time, which bounds the prefill's transient memory;
 - keys and values are written into a cache allocated once for prompt + `max_new_tokens`
   (`kv_cache.py`), not concatenated every step;
 - finished rows leave the batch at once (EOS, or a stop string such as `</answer>`), so the
@@ -19,7 +20,7 @@ import torch
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
-from smarttuner.rollout.kv_cache import preallocated_cache
+from smarttuner.rollout.kv_cache import concat_caches, preallocated_cache
 from smarttuner.rollout.sampling import sample_next
 from smarttuner.rollout.types import (
     RolloutBatch,
@@ -39,6 +40,12 @@ def _stop_hits(
     return torch.tensor([any(s in t for s in stops) for t in texts], dtype=torch.bool)
 
 
+# Distinct prompts prefilled per forward. A prefill's transient memory grows faster than its
+# rows: 50 gsm_symbolic eval prompts (<= 227 tokens, bf16) at once took RSS from 1.6 to 4.9 GiB
+# for the duration of the forward, 10 at a time +0.55 GiB (ad-hoc measurement).
+PREFILL_ROWS = 16
+
+
 @torch.no_grad()
 def generate_fast(
     model: PreTrainedModel,
@@ -56,16 +63,21 @@ def generate_fast(
     ids, mask = ids.to(device), mask.to(device)
     positions = positions_from_mask(mask)  # [B, P]
     layers = model.config.get_text_config(decoder=True).num_hidden_layers
-    cache = preallocated_cache(layers, ids.shape[1] + params.max_new_tokens)
-    out = model(
-        input_ids=ids,
-        attention_mask=mask,
-        position_ids=positions,
-        past_key_values=cache,
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    logits = out.logits[:, -1].repeat_interleave(num_samples, dim=0)  # [N, V]
+    chunks, last = [], []
+    for rows in torch.arange(ids.shape[0]).split(PREFILL_ROWS):
+        chunks.append(preallocated_cache(layers, ids.shape[1] + params.max_new_tokens))
+        out = model(
+            input_ids=ids[rows],
+            attention_mask=mask[rows],
+            position_ids=positions[rows],
+            past_key_values=chunks[-1],
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        last.append(out.logits[:, -1])
+    cache = concat_caches(chunks)
+    del chunks
+    logits = torch.cat(last).repeat_interleave(num_samples, dim=0)  # [N, V]
     cache.batch_repeat_interleave(num_samples)
     mask = mask.repeat_interleave(num_samples, dim=0)  # [N, P]
     next_pos = positions[:, -1:].repeat_interleave(num_samples, dim=0) + 1  # [N, 1]

@@ -83,6 +83,24 @@ class PreallocatedLayer(DynamicLayer):
             self._refresh_views()
 
 
+def concat_caches(caches: list[Cache]) -> Cache:
+    """One cache of the rows of `caches` (same layers, capacity and length: prefills of row
+    chunks of one left-padded batch), in order."""
+    if len(caches) == 1:
+        return caches[0]
+    layers = []
+    for parts in zip(*(c.layers for c in caches), strict=True):
+        first = parts[0]
+        layer = PreallocatedLayer(first.capacity)
+        layer.lazy_initialization(first.keys, first.values)
+        layer._keys = torch.cat([p._keys for p in parts])
+        layer._values = torch.cat([p._values for p in parts])
+        layer.length = first.length
+        layer._refresh_views()
+        layers.append(layer)
+    return Cache(layers=layers)
+
+
 def preallocated_cache(num_layers: int, capacity: int) -> Cache:
     """A cache of `num_layers` `PreallocatedLayer`s, each with room for `capacity` positions."""
     return Cache(layers=[PreallocatedLayer(capacity) for _ in range(num_layers)])

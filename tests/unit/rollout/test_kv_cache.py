@@ -56,3 +56,25 @@ def test_reset_and_cache_of_layers() -> None:
     assert cache.get_seq_length() == 3
     cache.layers[0].reset()
     assert cache.layers[0].get_seq_length() == 0
+
+
+def test_concat_caches_joins_rows_in_order() -> None:
+    from smarttuner.rollout.kv_cache import concat_caches
+
+    gen = torch.Generator().manual_seed(0)
+    parts = []
+    for rows in (2, 3):
+        cache = preallocated_cache(2, capacity=10)
+        for layer in range(2):
+            k, v = (torch.randn(rows, 3, 4, 5, generator=gen) for _ in range(2))
+            cache.update(k, v, layer)
+        parts.append(cache)
+    joined = concat_caches(parts)
+    for layer in range(2):
+        keys = torch.cat([p.layers[layer].keys for p in parts])
+        assert torch.equal(joined.layers[layer].keys, keys)
+        assert joined.layers[layer].get_seq_length() == 4
+    step = torch.randn(5, 3, 1, 5, generator=gen)  # decoding goes on in the joined buffer
+    k, _ = joined.update(step, step, 0)
+    assert k.shape == (5, 3, 5, 5) and torch.equal(k[:, :, -1:], step)
+    assert concat_caches(parts[:1]) is parts[0]
