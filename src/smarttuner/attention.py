@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+from smarttuner.precision import compute_dtype
+
 NAME = "sdpa_gqa"
 LOW_PRECISION = (torch.bfloat16, torch.float16)  # dtypes that take `grouped_matmul_attention`
 # Largest [B, H, T, S] score tensor for `grouped_matmul_attention`. Its backward keeps the
@@ -57,7 +59,7 @@ def sdpa_gqa_forward(
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs
         )
-    dtype = _compute_dtype(query)
+    dtype = compute_dtype(query)  # autocast's: rotary embeddings leave q, k in float32
     scores = query.shape[0] * query.shape[1] * query.shape[2] * key.shape[2]
     if (
         dtype in LOW_PRECISION
@@ -77,14 +79,6 @@ def sdpa_gqa_forward(
         enable_gqa=True,
     )  # [B, H, T, D]
     return out.transpose(1, 2).contiguous(), None
-
-
-def _compute_dtype(query: torch.Tensor) -> torch.dtype:
-    """The dtype attention runs in: autocast's (which SDPA would cast to; rotary embeddings
-    leave queries and keys in float32 under autocast), else the query's."""
-    if torch.is_autocast_enabled(query.device.type):
-        return torch.get_autocast_dtype(query.device.type)
-    return query.dtype
 
 
 def grouped_matmul_attention(

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import torch
 
+from smarttuner.precision import compute_dtype
+
 # Output heads that are a plain `hidden @ W.T` (no soft-capping, scaling or bias) in these
 # model families; others keep the logits path.
 PLAIN_HEAD_MODEL_TYPES = frozenset(
@@ -36,12 +38,6 @@ PLAIN_HEAD_MODEL_TYPES = frozenset(
 )
 CHUNK_ROWS = 512
 KEEP_BYTES = 1 << 30  # softmax numerators kept for backward per call; the rest is recomputed
-
-
-def _compute_dtype(device: torch.device, weight: torch.Tensor) -> torch.dtype:
-    if torch.is_autocast_enabled(device.type):
-        return torch.get_autocast_dtype(device.type)
-    return weight.dtype
 
 
 def _scaled_logits(
@@ -64,7 +60,7 @@ def _exp_shifted(scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
 class _TokenLogprobs(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, index, temperature, chunk_rows, keep):  # noqa: ANN001
-        dtype = _compute_dtype(hidden.device, weight)
+        dtype = compute_dtype(weight)
         kept: list[torch.Tensor] = []
         budget = KEEP_BYTES if keep else 0
         with torch.autocast(hidden.device.type, enabled=False):
