@@ -85,7 +85,8 @@ class PreallocatedLayer(DynamicLayer):
 
 def concat_caches(caches: list[Cache]) -> Cache:
     """One cache of the rows of `caches` (same layers, capacity and length: prefills of row
-    chunks of one left-padded batch), in order."""
+    chunks of one left-padded batch), in order. Consumes them: each layer's parts are released
+    as soon as they are joined, so the whole cache is never held twice."""
     if len(caches) == 1:
         return caches[0]
     layers = []
@@ -98,6 +99,8 @@ def concat_caches(caches: list[Cache]) -> Cache:
         layer.length = first.length
         layer._refresh_views()
         layers.append(layer)
+        for p in parts:
+            p.reset()
     return Cache(layers=layers)
 
 

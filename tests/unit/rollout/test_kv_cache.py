@@ -69,12 +69,13 @@ def test_concat_caches_joins_rows_in_order() -> None:
             k, v = (torch.randn(rows, 3, 4, 5, generator=gen) for _ in range(2))
             cache.update(k, v, layer)
         parts.append(cache)
+    assert concat_caches(parts[:1]) is parts[0]
+    want = [torch.cat([p.layers[layer].keys for p in parts]) for layer in range(2)]
     joined = concat_caches(parts)
     for layer in range(2):
-        keys = torch.cat([p.layers[layer].keys for p in parts])
-        assert torch.equal(joined.layers[layer].keys, keys)
+        assert torch.equal(joined.layers[layer].keys, want[layer])
         assert joined.layers[layer].get_seq_length() == 4
+        assert all(p.layers[layer]._keys is None for p in parts)  # consumed: not held twice
     step = torch.randn(5, 3, 1, 5, generator=gen)  # decoding goes on in the joined buffer
     k, _ = joined.update(step, step, 0)
     assert k.shape == (5, 3, 5, 5) and torch.equal(k[:, :, -1:], step)
-    assert concat_caches(parts[:1]) is parts[0]
