@@ -64,7 +64,8 @@ def generate_fast(
     positions = positions_from_mask(mask)  # [B, P]
     layers = model.config.get_text_config(decoder=True).num_hidden_layers
     chunks, last = [], []
-    for rows in torch.arange(ids.shape[0]).split(PREFILL_ROWS):
+    for start in range(0, ids.shape[0], PREFILL_ROWS):
+        rows = slice(start, start + PREFILL_ROWS)  # views, no copies
         chunks.append(preallocated_cache(layers, ids.shape[1] + params.max_new_tokens))
         out = model(
             input_ids=ids[rows],
