@@ -110,6 +110,12 @@ class GenerationSettings(_Section):
     stop_at_answer: bool = Field(
         True, description="Stop a completion at '</answer>' as well as EOS."
     )
+    min_new_tokens: int = Field(
+        0,
+        ge=0,
+        description="EOS cannot be sampled before this many tokens (transformers' "
+        "min_new_tokens, vLLM's min_tokens); stop strings still end a completion.",
+    )
     engine: Literal["auto", "fast", "hf", "vllm"] = Field(
         "auto",
         description="Rollout engine: 'fast' (SmartTuner's KV-cache decode loop, one prefill per "
@@ -123,6 +129,14 @@ class GenerationSettings(_Section):
         "per-step weight casts or adapter matmuls in the decode loop. auto = on when "
         "model.autocast is set and the engine is fast/hf; costs one model of memory.",
     )
+
+    @model_validator(mode="after")
+    def _check_lengths(self) -> GenerationSettings:
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError(
+                f"min_new_tokens={self.min_new_tokens} exceeds max_new_tokens={self.max_new_tokens}"
+            )
+        return self
 
 
 class GRPOSettings(_Section):

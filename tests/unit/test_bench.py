@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 
 import pytest
@@ -87,6 +88,14 @@ def test_trl_worker_on_the_tiny_model(tiny_model_dir) -> None:
     results = run_bench(_tiny(tiny_model_dir), None, ["smarttuner", "trl"], say=lambda _: None)
     assert len(results["trl"]["steps"]) == 2
     assert results["summary"]["smarttuner_speedup_vs_trl"] > 0
+
+
+def test_equal_length_makes_every_completion_full_length(tiny_model_dir) -> None:
+    kinds = ["smarttuner"] + (["trl"] if importlib.util.find_spec("trl") else [])
+    settings = dataclasses.replace(_tiny(tiny_model_dir), equal_length=True)
+    results = run_bench(settings, None, kinds, say=lambda _: None)
+    assert results["settings"]["equal_length"] is True
+    assert results["summary"]["mean_completion_length"] == {k: 6.0 for k in kinds}
 
 
 def test_trl_runs_with_the_stock_allocator_and_ours_with_freed_memory_kept() -> None:

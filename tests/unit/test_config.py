@@ -183,6 +183,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
         ({"rewards": []}, "at least one reward"),
         ({"grpo.num_generations": 1}, r"grpo\.num_generations"),
         ({"generation.top_p": 1.5}, r"generation\.top_p"),
+        ({"generation.min_new_tokens": 301}, r"generation: .*min_new_tokens=301 exceeds .*=300"),
         ({"grpo.loss_type": "ppo"}, r"grpo\.loss_type"),
         ({"model.device": "tpu"}, r"model\.device"),
         ({"optim.learning_rate": 0}, r"optim\.learning_rate"),

@@ -22,6 +22,9 @@ class BenchSettings:
     lora_r: int = 32
     seed: int = 0
     rollout_repeats: int = 2  # each engine's decode timed this many times, alternating
+    # Equal work: EOS held back and no stop at </answer>, so every completion of both systems
+    # is max_new_tokens long and the step ratio is not confounded by sampled lengths.
+    equal_length: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)

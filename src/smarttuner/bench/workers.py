@@ -110,6 +110,14 @@ def smarttuner_step(s: BenchSettings, autocast: str = "none") -> dict[str, Any]:
                 "optim.gradient_accumulation_steps": per_iter // s.batch_size,
                 "eval.baseline": False,
                 "log_completions_every": 0,
+                **(
+                    {
+                        "generation.min_new_tokens": s.max_new_tokens,
+                        "generation.stop_at_answer": False,
+                    }
+                    if s.equal_length
+                    else {}
+                ),
             },
         )
         run = setup_run(cfg)
@@ -201,6 +209,7 @@ def trl_step(s: BenchSettings) -> dict[str, Any]:
             seed=s.seed,
             shuffle_dataset=False,
             dataloader_num_workers=0,
+            generation_kwargs={"min_new_tokens": s.max_new_tokens} if s.equal_length else None,
         )
         trainer = GRPOTrainer(
             model=model,

@@ -87,13 +87,23 @@ def bench(
         list[str] | None,
         typer.Option(help="Subset of: rollout, smarttuner, smarttuner-bf16, trl (repeatable)."),
     ] = None,
+    equal_length: Annotated[
+        bool,
+        typer.Option(
+            help="Equal work: every completion of every system is max-new-tokens long (EOS "
+            "held back, no stop at </answer>), so step times compare without sampled lengths."
+        ),
+    ] = False,
 ) -> None:
     """Time a GRPO step (broken down), rollout throughput and peak memory; vs TRL if present."""
     from smarttuner.bench import BenchSettings, run_bench
     from smarttuner.bench.report import bench_table
 
     settings = BenchSettings(
-        steps=steps, max_new_tokens=max_new_tokens, rollout_repeats=rollout_repeats
+        steps=steps,
+        max_new_tokens=max_new_tokens,
+        rollout_repeats=rollout_repeats,
+        equal_length=equal_length,
     )
     results = _run(
         run_bench,

@@ -512,6 +512,7 @@ def _build_run(
             gen.temperature,
             gen.top_p,
             (ANSWER_CLOSE,) if gen.stop_at_answer else (),
+            gen.min_new_tokens,
         ),
         collect=CollectSettings(
             g.num_generations,

@@ -93,6 +93,8 @@ def generate_fast(
         + 2
     )
     for step in range(params.max_new_tokens):
+        if step < params.min_new_tokens:  # as transformers' MinNewTokensLogitsProcessor
+            logits[:, eos_tensor] = float("-inf")
         token = sample_next(logits, params.temperature, params.top_p, generator)  # [n_live]
         raw[live, step] = token.cpu()
         done = torch.isin(token, eos_tensor).cpu()

@@ -41,6 +41,7 @@ def generate_hf(
         input_ids=ids.to(model.device),
         attention_mask=mask.to(model.device),
         max_new_tokens=params.max_new_tokens,
+        min_new_tokens=params.min_new_tokens or None,
         do_sample=sampling,
         top_k=None,
         pad_token_id=tokenizer.pad_token_id,

@@ -14,6 +14,7 @@ class SamplingParams:
     temperature: float  # 0 = greedy
     top_p: float = 1.0
     stop_strings: tuple[str, ...] = ()
+    min_new_tokens: int = 0  # EOS cannot be sampled before this many tokens (as transformers')
 
 
 @dataclass(frozen=True)

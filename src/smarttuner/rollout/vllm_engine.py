@@ -223,6 +223,7 @@ def request_params(
             temperature=0.0 if greedy else params.temperature,
             top_p=1.0 if greedy else params.top_p,
             max_tokens=params.max_new_tokens,
+            min_tokens=params.min_new_tokens,
             stop=list(params.stop_strings) or None,
             stop_token_ids=sorted(eos),
             seed=seed,

@@ -78,6 +78,25 @@ def test_greedy_fast_equals_hf_with_early_finishers(sharp_model, tiny_tokenizer,
         assert fast.completion_mask[row].tolist() == [1] * length + [0] * (16 - length)
 
 
+def test_min_new_tokens_holds_eos_back_in_both_engines(sharp_model, tiny_tokenizer, prompts):
+    # as above, a token emitted at step 3 of the first rows is made an EOS id; with
+    # min_new_tokens=6 no row may end before 6 tokens, and the engines still agree
+    plain = generate_fast(sharp_model, tiny_tokenizer, prompts, 2, SamplingParams(16, 0.0))
+    early = int(plain.completion_ids[0, 2])
+    sharp_model.generation_config.eos_token_id = [tiny_tokenizer.eos_token_id, early]
+    params = SamplingParams(max_new_tokens=16, temperature=0.0, min_new_tokens=6)
+    fast = generate_fast(sharp_model, tiny_tokenizer, prompts, 2, params)
+    assert_same_batch(fast, generate_hf(sharp_model, tiny_tokenizer, prompts, 2, params))
+    assert fast.lengths.min().item() >= 6
+    assert early not in fast.completion_ids[:, :5].flatten().tolist()
+    unforced = generate_fast(sharp_model, tiny_tokenizer, prompts, 2, SamplingParams(16, 0.0))
+    assert unforced.lengths[0].item() == 3  # without it the first rows end at step 3
+    # sampled: every completion is exactly max_new_tokens long when min = max
+    full = SamplingParams(max_new_tokens=12, temperature=1.0, min_new_tokens=12)
+    batch = generate_fast(sharp_model, tiny_tokenizer, prompts, 3, full, torch.Generator())
+    assert batch.lengths.tolist() == [12] * 12
+
+
 @pytest.mark.parametrize("stops", [("Yes",), ("kthi", "Cal")])
 def test_greedy_fast_equals_hf_with_stop_strings(
     sharp_model, tiny_tokenizer, prompts, stops

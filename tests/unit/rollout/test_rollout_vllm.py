@@ -322,7 +322,9 @@ def test_sampling_requests_and_engine_arguments(fake_vllm, lora_model, tiny_toke
     fake_vllm.script = staticmethod(
         lambda prompt, p, lora: [([tiny_tokenizer.eos_token_id], "stop", None)] * p.n
     )
-    params = SamplingParams(max_new_tokens=5, temperature=0.7, top_p=0.9, stop_strings=STOP)
+    params = SamplingParams(
+        max_new_tokens=5, temperature=0.7, top_p=0.9, stop_strings=STOP, min_new_tokens=2
+    )
     engine = get_engine("vllm", gpu_memory_utilization=0.4)
     engine(model, tiny_tokenizer, [[5, 6], [7]], 4, params, torch.Generator().manual_seed(3))
     engine(model, tiny_tokenizer, [[5, 6], [7]], 4, params, torch.Generator().manual_seed(3))
@@ -330,6 +332,7 @@ def test_sampling_requests_and_engine_arguments(fake_vllm, lora_model, tiny_toke
     first, second = (call["params"] for call in llm.generate_calls)
     p = first[0]
     assert (p.n, p.temperature, p.top_p, p.max_tokens, p.stop) == (4, 0.7, 0.9, 5, ["</answer>"])
+    assert p.min_tokens == 2
     assert p.stop_token_ids == sorted(eos_token_ids(model, tiny_tokenizer))
     assert [q.seed for q in first] == [q.seed for q in second]  # same generator, same seeds
     assert first[0].seed != first[1].seed
