@@ -9,9 +9,14 @@ each *distinct* prompt through the model once, copies its KV cache to the rows t
 completion tokens. The result equals the plain full-sequence forward (tested) at a fraction
 of the cost; `share_prompts=False` gives the plain forward.
 
-`bucketed_logprobs` is what the trainer calls: it splits a batch into buckets of similar
-completion length (`buckets.plan_buckets`) so each forward is padded only to its own longest
-row, and returns the rows in their original order with zeros at padding positions.
+`bucketed_logprobs` is what the trainer calls: one prompt pass over the batch's distinct
+prompts, then the completions in buckets of similar length (`buckets.plan_buckets`), each
+padded only to its own longest row and reading the one prompt pass (its cache rows are
+gathered per bucket, the pass itself is not repeated); rows come back in their original order
+with zeros at padding positions. Before the prompt pass was shared, each bucket re-ran its own
+prompts: on `smarttuner bench`'s configuration that was ~6,800 token positions per training
+pass for ~4,800 real ones, and an in-process A/B on the same 48 completions measured the
+training pass 22.0 → 18.8 s and the reference pass 7.9 → 5.9 s (bf16, mean of 3).
 
 Where the model's output head is a plain linear map, the log-probabilities are taken from the
 last hidden states chunk by chunk (`fused_head.token_logprobs`) instead of from full logits.
@@ -19,9 +24,12 @@ last hidden states chunk by chunk (`fused_head.token_logprobs`) instead of from 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, PreTrainedModel
+from transformers.cache_utils import Cache, DynamicLayer
 
 from smarttuner import fsdp
 from smarttuner.grpo.buckets import plan_buckets
@@ -70,28 +78,70 @@ def _full_forward(model, head, prompt_ids, prompt_mask, completion_ids, completi
     )[:, -width - 1 : -1]  # [N, C, ·]: position P-1+t predicts completion token t
 
 
-def _shared_prompt(model, head, prompt_ids, prompt_mask, completion_ids, completion_mask):
-    rows = torch.cat([prompt_ids, prompt_mask], dim=1)  # [N, 2P]
-    unique, inverse = torch.unique(rows, dim=0, return_inverse=True)  # [U, 2P], [N]
-    width = prompt_ids.shape[1]
-    u_ids, u_mask = unique[:, :width], unique[:, width:]  # [U, P]
-    u_pos = positions_from_mask(u_mask)
-    cache = DynamicCache()
+@dataclass
+class PromptPass:
+    """The distinct prompts of a batch run through the model once: each layer's keys and
+    values, the features at their last position (which predict completion token 0) and those
+    positions."""
+
+    keys: list[torch.Tensor]  # per layer [U, H_kv, P, D]
+    values: list[torch.Tensor]
+    first: torch.Tensor  # [U, ·]
+    last_position: torch.Tensor  # [U, 1]
+    mask: torch.Tensor  # [U, P]
+
+
+def prompt_pass(model, head, u_ids, u_mask, max_rows: int | None = None) -> PromptPass:
+    """Run the prompts `max_rows` at a time (bounding the forward's transient memory) and join
+    the parts (a differentiable concatenation)."""
+    positions = positions_from_mask(u_mask)
     keep = {} if head is not None else {"logits_to_keep": 1}
-    first = _features(
-        model,
-        head,
-        input_ids=u_ids,
-        attention_mask=u_mask,
-        position_ids=u_pos,
-        past_key_values=cache,
-        use_cache=True,
-        **keep,
-    )[:, -1]  # [U, ·]: predicts completion token 0
-    cache.batch_select_indices(inverse)  # [N] rows, differentiable gather
-    mask = torch.cat([prompt_mask, completion_mask], dim=1)  # [N, P+C]
+    step = max_rows or len(u_ids)
+    parts = []
+    for start in range(0, len(u_ids), step):
+        rows = slice(start, start + step)
+        cache = DynamicCache()
+        first = _features(
+            model,
+            head,
+            input_ids=u_ids[rows],
+            attention_mask=u_mask[rows],
+            position_ids=positions[rows],
+            past_key_values=cache,
+            use_cache=True,
+            **keep,
+        )[:, -1]
+        parts.append((cache, first))
+    layers = range(len(parts[0][0].layers))
+    return PromptPass(
+        keys=[torch.cat([c.layers[i].keys for c, _ in parts]) for i in layers],
+        values=[torch.cat([c.layers[i].values for c, _ in parts]) for i in layers],
+        first=torch.cat([f for _, f in parts]),
+        last_position=positions[:, -1:],
+        mask=u_mask,
+    )
+
+
+def _cache_rows(prompts: PromptPass, rows: torch.Tensor) -> Cache:
+    """A new cache holding `rows` of the prompt pass (a differentiable gather; the pass is
+    untouched, so several buckets can read it)."""
+    layers = []
+    for keys, values in zip(prompts.keys, prompts.values, strict=True):
+        picked = DynamicLayer()
+        picked.lazy_initialization(keys, values)
+        picked.keys = keys.index_select(0, rows)
+        picked.values = values.index_select(0, rows)
+        layers.append(picked)
+    return Cache(layers=layers)
+
+
+def completion_pass(model, head, prompts: PromptPass, prompt_of, completion_ids, completion_mask):
+    """Features predicting every completion token, for rows answering prompts `prompt_of` [N]
+    of `prompts`: only the completion tokens run, against the prompts' cached keys/values."""
+    cache = _cache_rows(prompts, prompt_of)
+    mask = torch.cat([prompts.mask[prompt_of], completion_mask], dim=1)  # [N, P+C]
     steps = torch.arange(completion_ids.shape[1], device=completion_ids.device)
-    positions = u_pos[inverse, -1:] + 1 + steps  # [N, C]
+    positions = prompts.last_position[prompt_of] + 1 + steps  # [N, C]
     rest = _features(
         model,
         head,
@@ -101,7 +151,36 @@ def _shared_prompt(model, head, prompt_ids, prompt_mask, completion_ids, complet
         past_key_values=cache,
         use_cache=True,
     )[:, :-1]  # [N, C-1, ·]: completion position t predicts token t+1
-    return torch.cat([first[inverse].unsqueeze(1), rest], dim=1)  # [N, C, ·]
+    return torch.cat([prompts.first[prompt_of].unsqueeze(1), rest], dim=1)  # [N, C, ·]
+
+
+def _distinct_prompts(prompt_ids, prompt_mask):
+    """([U, P] ids, [U, P] mask, [N] index of each row's prompt), columns that are padding in
+    every prompt dropped."""
+    rows = torch.cat([prompt_ids, prompt_mask], dim=1)  # [N, 2P]
+    unique, inverse = torch.unique(rows, dim=0, return_inverse=True)  # [U, 2P], [N]
+    width = prompt_ids.shape[1]
+    u_ids, u_mask = unique[:, :width], unique[:, width:]
+    start = int(u_mask.any(0).long().argmax()) if u_mask.numel() else 0
+    return u_ids[:, start:], u_mask[:, start:], inverse
+
+
+def _shared_prompt(model, head, prompt_ids, prompt_mask, completion_ids, completion_mask):
+    u_ids, u_mask, prompt_of = _distinct_prompts(prompt_ids, prompt_mask)
+    prompts = prompt_pass(model, head, u_ids, u_mask)
+    return completion_pass(model, head, prompts, prompt_of, completion_ids, completion_mask)
+
+
+def _head_logprobs(features, head, completion_ids, completion_mask, temperature):
+    """[N, C] log-probs of the completion tokens from features ([N, C, d] with a fused head,
+    else logits); 0 at padding with the fused head."""
+    t = temperature if temperature > 0 else 1.0
+    if head is None:
+        return selective_log_softmax(features, completion_ids, t)
+    keep = completion_mask.bool()  # [N, C]: only real completion tokens go through the head
+    picked = token_logprobs(features[keep], head.weight, completion_ids[keep], t)  # [M]
+    out = torch.zeros(keep.shape, dtype=picked.dtype, device=features.device)
+    return out.masked_scatter(keep, picked)
 
 
 def _fused_head(model: PreTrainedModel, fused: bool | None) -> torch.nn.Linear | None:
@@ -135,13 +214,7 @@ def completion_logprobs(
     head = _fused_head(model, fused)
     forward = _shared_prompt if share_prompts else _full_forward
     features = forward(model, head, *args)  # [N, C, d] or [N, C, V]
-    t = temperature if temperature > 0 else 1.0
-    if head is None:
-        return selective_log_softmax(features, args[2], t)
-    keep = args[3].bool()  # [N, C]: only real completion tokens go through the head
-    picked = token_logprobs(features[keep], head.weight, args[2][keep], t)  # [M]
-    out = torch.zeros(keep.shape, dtype=picked.dtype, device=device)
-    return out.masked_scatter(keep, picked)
+    return _head_logprobs(features, head, args[2], args[3], temperature)
 
 
 def bucketed_logprobs(
@@ -153,29 +226,24 @@ def bucketed_logprobs(
     temperature: float = 1.0,
     max_rows: int | None = None,
 ) -> torch.Tensor:  # [N, C], 0 at padding
-    """`completion_logprobs` run bucket by bucket (rows of similar completion length, at most
-    `max_rows` per forward); differentiable, rows in their original order."""
+    """`completion_logprobs` with the distinct prompts run once for the whole batch and the
+    completions bucket by bucket (rows of similar length, at most `max_rows` per forward), each
+    bucket reading the one prompt pass; differentiable, rows in their original order."""
     n, width = completion_ids.shape
+    device = model.device
+    completion_ids, completion_mask = completion_ids.to(device), completion_mask.to(device)
+    head = _fused_head(model, None)
+    u_ids, u_mask, prompt_of = _distinct_prompts(prompt_ids.to(device), prompt_mask.to(device))
+    prompts = prompt_pass(model, head, u_ids, u_mask, max_rows)
     lengths = completion_mask.sum(1).tolist()
-    unique, prompt_of = torch.unique(
-        torch.cat([prompt_ids, prompt_mask], dim=1), dim=0, return_inverse=True
-    )
-    prompt_tokens = unique[:, prompt_ids.shape[1] :].sum(1).tolist()
-    plan = plan_buckets(lengths, prompt_of.tolist(), prompt_tokens, max_rows or n)
+    plan = plan_buckets(lengths, max_rows or n)
     pieces = []
     for bucket in plan:
-        idx = torch.tensor(bucket)
+        idx = torch.tensor(bucket, device=device)
         w = max(1, max(lengths[r] for r in bucket))
-        mask = prompt_mask[idx]
-        start = int(mask.any(0).long().argmax())  # drop columns that are padding in every row
-        logprobs = completion_logprobs(
-            model,
-            prompt_ids[idx, start:],
-            mask[:, start:],
-            completion_ids[idx, :w],
-            completion_mask[idx, :w],
-            temperature,
-        )  # [b, w]
+        ids, mask = completion_ids[idx, :w], completion_mask[idx, :w]
+        features = completion_pass(model, head, prompts, prompt_of[idx], ids, mask)
+        logprobs = _head_logprobs(features, head, ids, mask, temperature)  # [b, w]
         pieces.append(F.pad(logprobs, (0, width - w)) * completion_mask[idx].to(logprobs))
     order = torch.tensor([r for bucket in plan for r in bucket])
     inverse = torch.empty_like(order)

@@ -95,7 +95,8 @@ def test_selective_log_softmax_matches_full_log_softmax() -> None:
 def test_bucketed_equals_one_padded_forward_with_gradients(tiny_model, max_rows) -> None:
     model = sharpen(tiny_model).double()
     lengths = [1, 2, 30, 3, 31, 2]  # two stragglers: the plan splits the batch
-    cases = [(CASES[i % 2][0], list(range(10, 10 + n))) for i, n in enumerate(lengths)]
+    # three distinct prompts: max_rows 1 also splits the one prompt pass into three forwards
+    cases = [(CASES[i % 3][0], list(range(10, 10 + n))) for i, n in enumerate(lengths)]
     items = [Experience(torch.tensor(p), torch.tensor(c), None, None, 0.0, 0) for p, c in cases]
     mb = collate(items, 2)
     args = (mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask, 0.7)
@@ -108,7 +109,7 @@ def test_bucketed_equals_one_padded_forward_with_gradients(tiny_model, max_rows)
         grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
         return logp.detach(), grads
 
-    plain, plain_grads = run(completion_logprobs)
+    plain, plain_grads = run(completion_logprobs, share_prompts=False)  # no cache at all
     bucketed, bucketed_grads = run(bucketed_logprobs, max_rows=max_rows)
     torch.testing.assert_close(bucketed, plain, atol=1e-5, rtol=1e-5)  # float rounding only
     for a, b in zip(bucketed_grads, plain_grads, strict=True):
