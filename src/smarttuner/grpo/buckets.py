@@ -13,8 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-# The fixed cost of one more forward call (Python and per-op overhead), in token-positions.
-CALL_OVERHEAD_TOKENS = 16
+# The fixed cost of one more forward call (Python and per-op overhead, small matmuls), in
+# token-positions. Measured on `smarttuner bench`'s bf16 configuration, the first step's
+# training pass (same 48 completions; one process per run, ad hoc): 16 -> 23.3 s (mean of 4
+# runs: many one- and two-row buckets), 64 -> 19.0 (3), 96 -> 17.6 (1), 128 -> 18.9 (2).
+CALL_OVERHEAD_TOKENS = 96
 
 
 def bucket_cost(rows: Sequence[int], lengths: Sequence[int]) -> int:
