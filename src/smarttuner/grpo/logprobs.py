@@ -15,8 +15,9 @@ padded only to its own longest row and reading the one prompt pass (its cache ro
 gathered per bucket, the pass itself is not repeated); rows come back in their original order
 with zeros at padding positions. Before the prompt pass was shared, each bucket re-ran its own
 prompts: on `smarttuner bench`'s configuration that was ~6,800 token positions per training
-pass for ~4,800 real ones, and an in-process A/B on the same 48 completions measured the
-training pass 22.0 → 18.8 s and the reference pass 7.9 → 5.9 s (bf16, mean of 3).
+pass for ~4,800 real ones. Same first step (48 completions), one process per run, bf16, ad
+hoc: training pass 21.4 s (mean of 4 runs) before, 17.6-19.3 s after (with
+`buckets.CALL_OVERHEAD_TOKENS` 64-128); reference pass 5.9-7.0 s before, 4.6-5.3 s after.
 
 Where the model's output head is a plain linear map, the log-probabilities are taken from the
 last hidden states chunk by chunk (`fused_head.token_logprobs`) instead of from full logits.
