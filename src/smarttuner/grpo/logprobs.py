@@ -82,14 +82,16 @@ def _full_forward(model, head, prompt_ids, prompt_mask, completion_ids, completi
 @dataclass
 class PromptPass:
     """The distinct prompts of a batch run through the model once: each layer's keys and
-    values, the features at their last position (which predict completion token 0) and those
-    positions."""
+    values, and the features at their last position (which predict completion token 0)."""
 
     keys: list[torch.Tensor]  # per layer [U, H_kv, P, D]
     values: list[torch.Tensor]
     first: torch.Tensor  # [U, ·]
-    last_position: torch.Tensor  # [U, 1]
-    mask: torch.Tensor  # [U, P]
+    mask: torch.Tensor  # [U, P] left-padded
+
+    @property
+    def last_position(self) -> torch.Tensor:  # [U, 1]
+        return positions_from_mask(self.mask)[:, -1:]
 
 
 def prompt_pass(model, head, u_ids, u_mask, max_rows: int | None = None) -> PromptPass:
@@ -118,7 +120,6 @@ def prompt_pass(model, head, u_ids, u_mask, max_rows: int | None = None) -> Prom
         keys=[torch.cat([c.layers[i].keys for c, _ in parts]) for i in layers],
         values=[torch.cat([c.layers[i].values for c, _ in parts]) for i in layers],
         first=torch.cat([f for _, f in parts]),
-        last_position=positions[:, -1:],
         mask=u_mask,
     )
 
