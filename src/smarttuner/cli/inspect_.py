@@ -105,6 +105,9 @@ def eval_(
     temperature: Annotated[float, typer.Option(help="Sampling temperature for pass@k.")] = 0.7,
     top_p: Annotated[float, typer.Option(help="Nucleus mass for pass@k.")] = 0.95,
     seed: Annotated[int, typer.Option(help="Sampling seed for pass@k.")] = 0,
+    keep_samples: Annotated[
+        int, typer.Option(help="Greedy completions written to --output (-1: all).")
+    ] = 10,
     glue: Annotated[
         str | None,
         typer.Option(help="GLUE-style evaluation instead: cola,sts-b,mrpc,rte,wnli or all."),
@@ -141,6 +144,7 @@ def eval_(
         temperature=temperature,
         top_p=top_p,
         seed=seed,
+        keep_samples=num_examples if keep_samples < 0 else keep_samples,
         device=device,
     )
     results = _run(

@@ -48,6 +48,8 @@ class EvalOptions:
         for name in ("num_examples", "max_new_tokens", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"eval {name} must be >= 1, got {getattr(self, name)}")
+        if self.keep_samples < 0:
+            raise ValueError(f"eval keep_samples must be >= 0, got {self.keep_samples}")
         if self.num_samples < 0:
             raise ValueError(f"eval num_samples must be >= 0, got {self.num_samples}")
         if self.num_samples:

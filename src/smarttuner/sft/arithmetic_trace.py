@@ -1,19 +1,18 @@
-"""A worked trace for `(a op1 b) op2 c`: every product is broken into place values, so a small
-model only needs `digit * n` facts (n ≤ 20), appending zeros, and additions of two numbers.
+"""A worked trace for `(a op1 b) op2 c` in which every step is a small fact: the times table
+with zeros appended, a one-digit sum or difference in the units column, or adding round numbers.
 
-    17 * 19 = 10 * 19 + 7 * 19 = 190 + 133 = 323
-    323 * 13 = 300 * 13 + 20 * 13 + 3 * 13 = 3900 + 260 + 39; 3900 + 260 = 4160; 4160 + 39 = 4199
+    17 * 19 = 17 * 10 + 17 * 9; 17 * 9 = 10 * 9 + 7 * 9 = 90 + 63 = 153;
+        so 17 * 19 = 170 + 153 = 323
+    45 + 17 = 45 + 10 + 7; 45 + 10 = 55; 55 + 7 = 50 + 5 + 7 = 50 + 12 = 62
+    62 - 5 = 50 + 12 - 5 = 50 + 7 = 57                       (a ten borrowed)
+    15 - 18 = -(18 - 15); ...                                 (a negative difference)
+    -8 + 10 = 10 - 8; ...    -14 - 19 = -(14 + 19); ...       (no step starts negative)
 
-The left factor (the one written first, which in the second step is the intermediate result)
-is the one decomposed; a negative left factor is multiplied as a positive one and the sign put
-back at the end. Sums and differences add or take away the right operand one place value at a
-time, and a difference whose result is negative is worked as the positive one:
-
-    45 + 17 = 45 + 10 + 7; 45 + 10 = 55; 55 + 7 = 62
-    15 - 18 = -(18 - 15); 18 - 15 = 18 - 10 - 5; 18 - 10 = 8; 8 - 5 = 3, so 15 - 18 = -3
-
-(With only products broken down, the first wrong step in the model's answers was most often
-a small subtraction such as "18 - 10 = 7": docs/RESULTS.md.)
+A negative left factor is multiplied as a positive one and the sign put back at the end.
+Why these steps: the first wrong step in the model's answers was, most often, a one-digit
+times-teen product ("8 * 19 = 142"), a units-column slip ("16 - 8 = 9", "29 - 8 = 22") or a
+sum starting from a negative number ("-8 + 10 = 8") — counted on seed-7 prompts, not the
+eval seed (docs/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -31,9 +30,23 @@ def place_values(n: int) -> list[int]:
 
 
 def product_steps(x: int, y: int) -> str:
-    """One sentence computing `x * y` through the place values of `x`, ending in the product."""
+    """One sentence computing `x * y`, ending in the product. A teen `y = 10 + u` is split
+    first (`x * 10 + x * u`); `x * u`, or `x * y` for any other `y`, goes through the place
+    values of `x`. No step needs more than the times table, appending zeros and additions."""
     if x < 0:
         return f"{product_steps(-x, y)}, so {x} * {y} = {x * y}"
+    if not 11 <= y <= 19 or place_values(x) == [10 ** (len(str(x)) - 1)]:
+        return _place_value_product(x, y)  # also 1, 10, 100 times a teen: append zeros
+    units = y - 10
+    split = f"{x} * {y} = {x} * 10 + {x} * {units}"
+    total = f"{x * 10} + {x * units} = {x * y}"
+    if len(place_values(x)) == 1 or units == 1:
+        return f"{split} = {total}"
+    return f"{split}; {_place_value_product(x, units)}; so {x} * {y} = {total}"
+
+
+def _place_value_product(x: int, y: int) -> str:
+    """ "17 * 5 = 10 * 5 + 7 * 5 = 50 + 35 = 85" (x ≥ 0)."""
     parts = place_values(x)
     if len(parts) == 1:
         return f"{x} * {y} = {x * y}"
@@ -56,14 +69,40 @@ def _running(total: int, op: str, terms: list[int]) -> str:
 
 
 def sum_steps(x: int, op: str, y: int) -> str:
-    """`x + y` or `x - y` (y ≥ 0) adding or taking away the place values of `y` one at a time;
-    a difference that comes out negative is worked as `-(y - x)`."""
-    if op == "-" and 0 <= x < y:
+    """`x + y` or `x - y` (y ≥ 0) with non-negative numbers only: a negative `x` is turned
+    round (`-8 + 10 = 10 - 8`, `-14 - 19 = -(14 + 19)`) and a difference that comes out
+    negative is worked as `-(y - x)`. The tens of `y` go first, then its units digit in the
+    units column (`units_step`)."""
+    if x < 0:
+        if op == "+":
+            return f"{x} + {y} = {y} - {-x}; {sum_steps(y, '-', -x)}"
+        return f"{x} - {y} = -({-x} + {y}); {sum_steps(-x, '+', y)}, so {x} - {y} = {x - y}"
+    if op == "-" and x < y:
         return f"{x} - {y} = -({y} - {x}); {sum_steps(y, '-', x)}, so {x} - {y} = {x - y}"
-    parts = place_values(y)
-    if len(parts) == 1:
-        return f"{x} {op} {y} = {OPERATORS[op](x, y)}"
-    return f"{x} {op} {y} = {x} " + " ".join(f"{op} {p}" for p in parts) + _running(x, op, parts)
+    tens, units = y - y % 10, y % 10
+    if not tens or not units:
+        return units_step(x, op, y) if units else f"{x} {op} {y} = {OPERATORS[op](x, y)}"
+    after = OPERATORS[op](x, tens)
+    return f"{x} {op} {y} = {x} {op} {tens} {op} {units}; {x} {op} {tens} = {after}; " + (
+        units_step(after, op, units)
+    )
+
+
+def units_step(x: int, op: str, digit: int) -> str:
+    """`x ± digit` (x ≥ 0, and x ≥ digit for a difference) through the units column:
+    `55 + 7 = 50 + 5 + 7 = 50 + 12 = 62`, `62 - 5 = 50 + 12 - 5 = 50 + 7 = 57`
+    (a ten borrowed), `29 - 8 = 20 + 9 - 8 = 20 + 1 = 21`; a one-digit `x` is a plain fact."""
+    result = OPERATORS[op](x, digit)
+    units = x % 10
+    if x < 10 or (op == "+" and not units):
+        return f"{x} {op} {digit} = {result}"
+    rest = x - units
+    if op == "-" and units < digit:  # borrow a ten
+        rest, units = rest - 10, units + 10
+    column = OPERATORS[op](units, digit)
+    if not rest:
+        return f"{x} {op} {digit} = {result}"
+    return f"{x} {op} {digit} = {rest} + {units} {op} {digit} = {rest} + {column} = {result}"
 
 
 def step(x: int, op: str, y: int) -> str:

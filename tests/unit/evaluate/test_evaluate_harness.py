@@ -68,6 +68,8 @@ def test_options_are_checked_before_any_work() -> None:
         EvalOptions(num_samples=2, pass_k=(1, 4))
     with pytest.raises(ValueError, match="num_examples must be >= 1"):
         EvalOptions(num_examples=0)
+    with pytest.raises(ValueError, match="keep_samples must be >= 0"):
+        EvalOptions(keep_samples=-2)
     with pytest.raises(ValueError, match="unknown task 'nope'"):
         run_evaluation("does-not-matter", "nope", SMALL)
 
@@ -78,14 +80,15 @@ def test_eval_command_writes_a_before_after_table(
     out = tmp_path / "cmp.json"
     args = [
         "eval", "--model", adapter_dir, "--compare-to", tiny_model_dir, "--task", "arithmetic",
-        "--num-examples", "2", "--max-new-tokens", "6", "--num-samples", "2", "--pass-k", "1,2",
-        "--device", "cpu", "--output", str(out),
+        "--num-examples", "3", "--max-new-tokens", "6", "--num-samples", "2", "--pass-k", "1,2",
+        "--device", "cpu", "--output", str(out), "--keep-samples", "-1",
     ]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "pass@2" in result.output and "change" in result.output
     saved = json.loads(out.read_text())
     assert set(saved) >= {"baseline", "final", "labels", "samples", "task", "model"}
+    assert [len(saved["samples"][k]) for k in ("baseline", "final")] == [3, 3]  # -1: all kept
     bad = CliRunner().invoke(app, ["eval", "--model", tiny_model_dir, "--pass-k", "one"])
     assert bad.exit_code == 2 and bad.output.startswith("error:")
     base = CliRunner().invoke(app, ["eval", "--model", tiny_model_dir, "--use-base-model"])

@@ -31,25 +31,41 @@ def test_place_values_rejects_negative() -> None:
 
 def test_product_steps_worked_examples() -> None:
     assert product_steps(7, 9) == "7 * 9 = 63"
-    assert product_steps(17, 19) == "17 * 19 = 10 * 19 + 7 * 19 = 190 + 133 = 323"
+    assert product_steps(17, 5) == "17 * 5 = 10 * 5 + 7 * 5 = 50 + 35 = 85"
+    assert product_steps(7, 14) == "7 * 14 = 7 * 10 + 7 * 4 = 70 + 28 = 98"
+    assert product_steps(10, 19) == "10 * 19 = 190"
+    assert product_steps(17, 11) == "17 * 11 = 17 * 10 + 17 * 1 = 170 + 17 = 187"
+    assert product_steps(17, 19) == (
+        "17 * 19 = 17 * 10 + 17 * 9; 17 * 9 = 10 * 9 + 7 * 9 = 90 + 63 = 153; "
+        "so 17 * 19 = 170 + 153 = 323"
+    )
     assert product_steps(323, 13) == (
-        "323 * 13 = 300 * 13 + 20 * 13 + 3 * 13 = 3900 + 260 + 39; 3900 + 260 = 4160; "
-        "4160 + 39 = 4199"
+        "323 * 13 = 323 * 10 + 323 * 3; 323 * 3 = 300 * 3 + 20 * 3 + 3 * 3 = 900 + 60 + 9; "
+        "900 + 60 = 960; 960 + 9 = 969; so 323 * 13 = 3230 + 969 = 4199"
     )
     assert product_steps(-16, 5) == "16 * 5 = 10 * 5 + 6 * 5 = 50 + 30 = 80, so -16 * 5 = -80"
 
 
 def test_sum_steps_worked_examples() -> None:
-    assert sum_steps(45, "+", 7) == "45 + 7 = 52"
-    assert sum_steps(45, "+", 17) == "45 + 17 = 45 + 10 + 7; 45 + 10 = 55; 55 + 7 = 62"
-    assert (
-        sum_steps(4199, "-", 17) == "4199 - 17 = 4199 - 10 - 7; 4199 - 10 = 4189; 4189 - 7 = 4182"
+    assert sum_steps(45, "+", 7) == "45 + 7 = 40 + 5 + 7 = 40 + 12 = 52"
+    assert sum_steps(40, "+", 7) == "40 + 7 = 47"
+    assert sum_steps(45, "+", 17) == (
+        "45 + 17 = 45 + 10 + 7; 45 + 10 = 55; 55 + 7 = 50 + 5 + 7 = 50 + 12 = 62"
     )
+    assert sum_steps(62, "-", 5) == "62 - 5 = 50 + 12 - 5 = 50 + 7 = 57"
+    assert sum_steps(29, "-", 8) == "29 - 8 = 20 + 9 - 8 = 20 + 1 = 21"
+    assert sum_steps(60, "-", 3) == "60 - 3 = 50 + 10 - 3 = 50 + 7 = 57"
+    assert sum_steps(16, "-", 8) == "16 - 8 = 8"
     assert sum_steps(15, "-", 18) == (
         "15 - 18 = -(18 - 15); 18 - 15 = 18 - 10 - 5; 18 - 10 = 8; 8 - 5 = 3, so 15 - 18 = -3"
     )
-    assert sum_steps(-12, "+", 17) == "-12 + 17 = -12 + 10 + 7; -12 + 10 = -2; -2 + 7 = 5"
+    assert sum_steps(-8, "+", 10) == "-8 + 10 = 10 - 8; 10 - 8 = 2"
+    assert sum_steps(-14, "-", 19) == (
+        "-14 - 19 = -(14 + 19); 14 + 19 = 14 + 10 + 9; 14 + 10 = 24; "
+        "24 + 9 = 20 + 4 + 9 = 20 + 13 = 33, so -14 - 19 = -33"
+    )
     assert sum_steps(3, "-", 3) == "3 - 3 = 0"
+    assert sum_steps(40, "+", 20) == "40 + 20 = 60"
 
 
 def _value(expr: str) -> int:
