@@ -2,6 +2,7 @@
 
 from smarttuner.rewards import (  # noqa: F401  (imported to register their rewards)
     embedding,
+    equations,
     math,
     perplexity,
     reward_model,
