@@ -22,6 +22,7 @@ import ast
 import itertools
 import operator
 import re
+from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -63,18 +64,23 @@ def _value(node: ast.AST) -> Fraction:
     raise ValueError(f"not arithmetic: {ast.dump(node)}")
 
 
-def check_equations(text: str) -> tuple[int, int]:
-    """(true links, checked links) over every `A = B = …` chain in `text`."""
-    true = total = 0
+def links(text: str) -> Iterator[tuple[str, str, bool]]:
+    """(left side, right side, holds) for every checkable link of every `A = B = …` chain in
+    `text`, in order: the first with `holds` False is the first wrong step."""
     for match in _CHAIN.finditer(text):
+        sides = [side.strip() for side in match.group(0).split("=")]
         try:
-            values = [evaluate(side) for side in match.group(0).split("=")]
+            values = [evaluate(side) for side in sides]
         except ValueError:
             continue  # unbalanced parentheses, division by zero: not a checkable chain
-        for left, right in itertools.pairwise(values):
-            total += 1
-            true += left == right
-    return true, total
+        for (left, a), (right, b) in itertools.pairwise(zip(sides, values, strict=True)):
+            yield left, right, a == b
+
+
+def check_equations(text: str) -> tuple[int, int]:
+    """(true links, checked links) over every `A = B = …` chain in `text`."""
+    verdicts = [holds for _, _, holds in links(text)]
+    return sum(verdicts), len(verdicts)
 
 
 def reasoning_text(completion: str) -> str:

@@ -7,7 +7,7 @@ from fractions import Fraction
 import pytest
 
 from smarttuner.rewards import build_reward, registered_rewards
-from smarttuner.rewards.equations import check_equations, evaluate
+from smarttuner.rewards.equations import check_equations, evaluate, links
 from smarttuner.sft.traces import arithmetic_trace
 from smarttuner.tasks.arithmetic import ArithmeticTask
 
@@ -25,6 +25,16 @@ from smarttuner.tasks.arithmetic import ArithmeticTask
 )
 def test_check_equations_counts_true_links(text: str, counts: tuple[int, int]) -> None:
     assert check_equations(text) == counts
+
+
+def test_links_name_the_first_wrong_step_in_order() -> None:
+    text = "First 8 * 19 = 8 * 10 + 8 * 9 = 80 + 62 = 142. Then 142 - 5 = 137."
+    assert list(links(text)) == [
+        ("8 * 19", "8 * 10 + 8 * 9", True),
+        ("8 * 10 + 8 * 9", "80 + 62", False),
+        ("80 + 62", "142", True),
+        ("142 - 5", "137", True),
+    ]
 
 
 def test_evaluate_is_exact_and_refuses_anything_but_arithmetic() -> None:
