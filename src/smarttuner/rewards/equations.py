@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
-from smarttuner.formatting import THINK_CLOSE, THINK_OPEN
+from smarttuner.formatting import parse_completion
 from smarttuner.rewards.base import RewardFn, register_reward
 from smarttuner.rewards.columns import check_params
 
@@ -85,9 +85,8 @@ def check_equations(text: str) -> tuple[int, int]:
 
 def reasoning_text(completion: str) -> str:
     """The text inside <think>…</think> when present, else the whole completion."""
-    if THINK_OPEN in completion and THINK_CLOSE in completion.split(THINK_OPEN, 1)[1]:
-        return completion.split(THINK_OPEN, 1)[1].split(THINK_CLOSE, 1)[0]
-    return completion
+    think = parse_completion(completion).think
+    return completion if think is None else think
 
 
 @register_reward("true_equations")

@@ -35,7 +35,7 @@ def product_steps(x: int, y: int) -> str:
     values of `x`. No step needs more than the times table, appending zeros and additions."""
     if x < 0:
         return f"{product_steps(-x, y)}, so {x} * {y} = {x * y}"
-    if not 11 <= y <= 19 or place_values(x) == [10 ** (len(str(x)) - 1)]:
+    if not 11 <= y <= 19 or str(x).rstrip("0") == "1":
         return _place_value_product(x, y)  # also 1, 10, 100 times a teen: append zeros
     units = y - 10
     split = f"{x} * {y} = {x} * 10 + {x} * {units}"
