@@ -52,10 +52,14 @@ def test_sum_steps_worked_examples() -> None:
     assert sum_steps(45, "+", 17) == (
         "45 + 17 = 45 + 10 + 7; 45 + 10 = 55; 55 + 7 = 50 + 5 + 7 = 50 + 12 = 62"
     )
-    assert sum_steps(62, "-", 5) == "62 - 5 = 50 + 12 - 5 = 50 + 7 = 57"
-    assert sum_steps(29, "-", 8) == "29 - 8 = 20 + 9 - 8 = 20 + 1 = 21"
-    assert sum_steps(60, "-", 3) == "60 - 3 = 50 + 10 - 3 = 50 + 7 = 57"
-    assert sum_steps(16, "-", 8) == "16 - 8 = 8"
+    assert sum_steps(62, "-", 5) == (
+        "62 - 5: 2 < 5, so 62 - 5 = 50 + 10 - 5 + 2 = 50 + 5 + 2 = 50 + 7 = 57"
+    )
+    assert sum_steps(29, "-", 8) == "29 - 8: 9 >= 8, so 29 - 8 = 20 + 9 - 8 = 20 + 1 = 21"
+    assert sum_steps(60, "-", 3) == "60 - 3: 0 < 3, so 60 - 3 = 50 + 10 - 3 = 50 + 7 = 57"
+    assert sum_steps(16, "-", 8) == "16 - 8: 6 < 8, so 16 - 8 = 10 - 8 + 6 = 2 + 6 = 8"
+    assert sum_steps(18, "-", 5) == "18 - 5: 8 >= 5, so 18 - 5 = 10 + 8 - 5 = 10 + 3 = 13"
+    assert sum_steps(10, "-", 7) == "10 - 7 = 3"
     assert sum_steps(15, "-", 18) == (
         "15 - 18 = -(18 - 15); 18 - 15 = 18 - 10 - 5; 18 - 10 = 8; 8 - 5 = 3, so 15 - 18 = -3"
     )
@@ -85,14 +89,17 @@ def _value(expr: str) -> int:
     return total
 
 
-def test_every_equation_in_2000_traces_is_true_and_the_answer_is_gold() -> None:
+def test_every_equation_and_comparison_in_2000_traces_is_true_and_the_answer_is_gold() -> None:
     task = ArithmeticTask()
-    checked = 0
+    checked = compared = 0
     for example in task.examples(seed=7, n=2000):
         target = arithmetic_trace(example)
         assert formatting.format_ok(target)
         assert formatting.extract_answer(target) == example.answer
         reasoning = target.split("<think>")[1].split("</think>")[0]
+        for left, sign, right in re.findall(r"(\d+) (<|>=) (\d+)", reasoning):
+            assert (int(left) < int(right)) == (sign == "<"), (example.question, reasoning)
+            compared += 1
         for sentence in re.split(r"[.;,] ", reasoning):
             chain = [part.strip().rstrip(".") for part in sentence.split(" = ")]
             chain[0] = chain[0].removeprefix("First ").removeprefix("Then ").removeprefix("so ")
@@ -102,6 +109,7 @@ def test_every_equation_in_2000_traces_is_true_and_the_answer_is_gold() -> None:
             assert len(values) == 1, (example.question, sentence)
             checked += 1
     assert checked >= 4000  # at least both steps of every question were checked
+    assert compared >= 500  # units comparisons (a borrow or not) are written and true
 
 
 def test_reasoning_value_matches_the_operators() -> None:
