@@ -96,7 +96,7 @@ def test_every_equation_and_comparison_in_2000_traces_is_true_and_the_answer_is_
         target = arithmetic_trace(example)
         assert formatting.format_ok(target)
         assert formatting.extract_answer(target) == example.answer
-        reasoning = target.split("<think>")[1].split("</think>")[0]
+        reasoning = formatting.parse_completion(target).think
         for left, sign, right in re.findall(r"(\d+) (<|>=) (\d+)", reasoning):
             assert (int(left) < int(right)) == (sign == "<"), (example.question, reasoning)
             compared += 1
