@@ -356,7 +356,7 @@ def restore_rng(tensors: dict[str, torch.Tensor], plain: dict, shuffle: torch.Ge
 def buffer_state(items: list[Experience]) -> tuple[dict[str, torch.Tensor], list[list]]:
     """Concatenated tensors + one index row per experience:
     [prompt len, completion len, has old log-probs, has ref log-probs, advantage, iteration,
-    group]. Advantages are Python floats, exact through JSON."""
+    group, credit_from]. Advantages are Python floats, exact through JSON."""
 
     def cat(parts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
         return torch.cat(parts) if parts else torch.zeros(0, dtype=dtype)
@@ -378,6 +378,7 @@ def buffer_state(items: list[Experience]) -> tuple[dict[str, torch.Tensor], list
             e.advantage,
             e.iteration,
             e.group,
+            e.credit_from,
         ]
         for e in items
     ]
@@ -393,7 +394,8 @@ def buffer_from_state(tensors: dict[str, torch.Tensor], index: list[list]) -> li
         at[key] += n
         return part
 
-    for p_len, c_len, has_old, has_ref, advantage, iteration, group in index:
+    for p_len, c_len, has_old, has_ref, advantage, iteration, group, *rest in index:
+        credit_from = rest[0] if rest else 0  # checkpoints before grpo.blame have 7 fields
         items.append(
             Experience(
                 prompt_ids=take("p", "buffer.prompt_ids", p_len),
@@ -403,6 +405,7 @@ def buffer_from_state(tensors: dict[str, torch.Tensor], index: list[list]) -> li
                 advantage=float(advantage),
                 iteration=int(iteration),
                 group=int(group),
+                credit_from=int(credit_from),
             )
         )
     return items

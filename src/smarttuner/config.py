@@ -170,6 +170,11 @@ class GRPOSettings(_Section):
     skip_zero_std_groups: bool = Field(
         False, description="Drop groups whose rewards are all equal (DAPO dynamic sampling)."
     )
+    blame: Literal["sequence", "first_false_equation"] = Field(
+        "sequence",
+        description="Tokens a negative advantage applies to: the whole completion (the paper), "
+        "or only from the first false `A = B` step of the reasoning on (grpo/credit.py).",
+    )
 
 
 class OptimSettings(_Section):

@@ -25,6 +25,7 @@ class Experience:
     advantage: float
     iteration: int
     group: int = 0  # which prompt of its iteration it answers: (iteration, group) = its group
+    credit_from: int = 0  # first completion token the advantage applies to (grpo/credit.py)
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Minibatch:
     completion_mask: torch.Tensor  # [n, C]
     old_logprobs: torch.Tensor | None  # [n, C]; None: use the current log-probs, detached
     ref_logprobs: torch.Tensor | None  # [n, C]
-    advantages: torch.Tensor  # [n]
+    advantages: torch.Tensor  # [n, C] per token: 0 before a row's `credit_from`
 
 
 def _pad(rows: list[torch.Tensor], value: float, left: bool, dtype: torch.dtype) -> torch.Tensor:
@@ -65,8 +66,17 @@ def collate(items: list[Experience], pad_id: int) -> Minibatch:
         completion_mask=_pad([torch.ones_like(t) for t in completions], 0, False, torch.long),
         old_logprobs=old,
         ref_logprobs=ref,
-        advantages=torch.tensor([e.advantage for e in items], dtype=torch.float32),
+        advantages=token_advantages(items, max(c.shape[0] for c in completions)),
     )
+
+
+def token_advantages(items: list[Experience], width: int) -> torch.Tensor:  # [n, width]
+    """Each row's advantage on its tokens from `credit_from` on, 0 before (padding, which the
+    completion mask drops, keeps the row's value)."""
+    advantage = torch.tensor([e.advantage for e in items], dtype=torch.float32)  # [n]
+    start = torch.tensor([e.credit_from for e in items])  # [n]
+    credited = torch.arange(width).unsqueeze(0) >= start.unsqueeze(1)  # [n, width]
+    return advantage.unsqueeze(1) * credited
 
 
 class ExperienceBuffer:

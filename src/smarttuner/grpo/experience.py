@@ -15,6 +15,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 from smarttuner.formatting import format_ok
 from smarttuner.grpo.advantages import group_advantages, zero_std_groups
 from smarttuner.grpo.buffer import Experience
+from smarttuner.grpo.credit import blame_stats, credit_starts
 from smarttuner.grpo.logprobs import bucketed_logprobs
 from smarttuner.models import reference_mode
 from smarttuner.rewards import NamedReward, component_stats, compute_rewards
@@ -31,6 +32,7 @@ class CollectSettings:
     skip_zero_std_groups: bool
     logprob_batch_size: int
     compute_old_logprobs: bool = True  # False when training is exactly on-policy (see trainer)
+    blame: str = "sequence"  # which tokens a negative advantage applies to (grpo/credit.py)
 
 
 @dataclass
@@ -128,6 +130,13 @@ def collect_experience(
     t_logp = time.perf_counter() - t0
 
     lengths = batch.lengths.tolist()
+    credit = credit_starts(
+        settings.blame,
+        batch.texts,
+        [batch.completion_ids[i, : lengths[i]].tolist() for i in range(len(lengths))],
+        advantages.tolist(),
+        tokenizer,
+    )
     experiences = [
         Experience(
             prompt_ids=batch.prompt_ids[i][batch.prompt_mask[i].bool()],
@@ -137,6 +146,7 @@ def collect_experience(
             advantage=float(advantages[i]),
             iteration=iteration,
             group=i // g,
+            credit_from=credit[i],
         )
         for i in kept.tolist()
     ]
@@ -158,6 +168,7 @@ def collect_experience(
         "time/rewards": t_reward,
         "time/logprobs": t_logp,
         "experiences_kept": len(experiences),
+        **blame_stats(credit, lengths, advantages.tolist()),
     }
     samples = [
         {
@@ -166,6 +177,7 @@ def collect_experience(
             "gold": repeated[i].answer,
             "reward": float(result.total[i]),
             "advantage": float(advantages[i]),
+            "credit_from": credit[i],
             "components": {k: v[i] for k, v in result.components.items()},
         }
         for i in range(len(batch.texts))

@@ -33,14 +33,14 @@ def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:  
 def clipped_surrogate(
     logprobs: torch.Tensor,  # [N, T]
     old_logprobs: torch.Tensor,  # [N, T]
-    advantages: torch.Tensor,  # [N]
+    advantages: torch.Tensor,  # [N] per sequence, or [N, T] per token
     epsilon: float,
     epsilon_high: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # ([N, T] per-token loss, [N, T] clipped flag)
     """-min(ρA, clip(ρ, 1-ε, 1+ε_high)A) per token, and where the clip was the active term."""
     high = epsilon if epsilon_high is None else epsilon_high
     ratio = torch.exp(logprobs - old_logprobs)  # [N, T]
-    adv = advantages.unsqueeze(1)  # [N, 1]
+    adv = advantages if advantages.ndim == 2 else advantages.unsqueeze(1)  # [N, T] or [N, 1]
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1.0 - epsilon, 1.0 + high) * adv
     is_clipped = clipped < unclipped  # the min picked the clipped term
@@ -81,7 +81,7 @@ class LossOutput:
 def grpo_loss(
     logprobs: torch.Tensor,  # [N, T]
     old_logprobs: torch.Tensor,  # [N, T]
-    advantages: torch.Tensor,  # [N]
+    advantages: torch.Tensor,  # [N] or [N, T] (see `clipped_surrogate`)
     mask: torch.Tensor,  # [N, T]
     *,
     epsilon: float,

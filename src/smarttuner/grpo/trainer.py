@@ -523,6 +523,7 @@ def _build_run(
             g.skip_zero_std_groups,
             o.batch_size,
             compute_old_logprobs=not reuse,
+            blame=g.blame,
         ),
         loss=LossSettings(
             g.epsilon,

@@ -64,17 +64,35 @@ def _value(node: ast.AST) -> Fraction:
     raise ValueError(f"not arithmetic: {ast.dump(node)}")
 
 
-def links(text: str) -> Iterator[tuple[str, str, bool]]:
-    """(left side, right side, holds) for every checkable link of every `A = B = …` chain in
-    `text`, in order: the first with `holds` False is the first wrong step."""
+def located_links(text: str) -> Iterator[tuple[str, str, bool, int]]:
+    """`links`, each with the offset in `text` where its right side starts (the first
+    character written after the `=`)."""
     for match in _CHAIN.finditer(text):
-        sides = [side.strip() for side in match.group(0).split("=")]
+        raw = match.group(0).split("=")
+        starts = list(itertools.accumulate((len(side) + 1 for side in raw), initial=0))
+        sides = [side.strip() for side in raw]
         try:
             values = [evaluate(side) for side in sides]
         except ValueError:
             continue  # unbalanced parentheses, division by zero: not a checkable chain
-        for (left, a), (right, b) in itertools.pairwise(zip(sides, values, strict=True)):
-            yield left, right, a == b
+        for k, ((left, a), (right, b)) in enumerate(
+            itertools.pairwise(zip(sides, values, strict=True)), start=1
+        ):
+            offset = starts[k] + len(raw[k]) - len(raw[k].lstrip())
+            yield left, right, a == b, match.start() + offset
+
+
+def links(text: str) -> Iterator[tuple[str, str, bool]]:
+    """(left side, right side, holds) for every checkable link of every `A = B = …` chain in
+    `text`, in order: the first with `holds` False is the first wrong step."""
+    for left, right, holds, _ in located_links(text):
+        yield left, right, holds
+
+
+def first_false_offset(text: str) -> int | None:
+    """Where in `text` the first false link's right side starts (the slip is written from
+    there on), or None when every checkable link holds."""
+    return next((at for _, _, holds, at in located_links(text) if not holds), None)
 
 
 def check_equations(text: str) -> tuple[int, int]:

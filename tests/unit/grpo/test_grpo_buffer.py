@@ -49,7 +49,7 @@ def test_collate_pads_prompts_left_and_completions_right() -> None:
     assert mb.completion_mask.tolist() == [[1, 1, 1], [1, 0, 0]]
     assert mb.old_logprobs.tolist() == [[-3.0, -3.0, -3.0], [-5.0, 0.0, 0.0]]
     assert mb.ref_logprobs.tolist() == [[-6.0, -6.0, -6.0], [-10.0, 0.0, 0.0]]
-    assert mb.advantages.tolist() == pytest.approx([0.3, 0.5])
+    assert mb.advantages.tolist() == [pytest.approx([0.3] * 3), pytest.approx([0.5] * 3)]
     assert mb.prompt_ids.dtype == torch.long and mb.completion_mask.dtype == torch.long
     assert mb.old_logprobs.dtype == torch.float32
 

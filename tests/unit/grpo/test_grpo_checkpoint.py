@@ -99,6 +99,7 @@ def test_experience_buffer_round_trip(tmp_path: Path) -> None:
             -1.0 / 3.0,  # not representable in float32: must come back as the same double
             2,
             1,
+            credit_from=2,
         ),
     ]
     tensors, index = ckpt.buffer_state(items)
@@ -113,9 +114,16 @@ def test_experience_buffer_round_trip(tmp_path: Path) -> None:
         assert torch.equal(a.completion_ids, b.completion_ids)
         for x, y in ((a.old_logprobs, b.old_logprobs), (a.ref_logprobs, b.ref_logprobs)):
             assert (x is None and y is None) or torch.equal(x, y)
-        assert (a.advantage, a.iteration, a.group) == (b.advantage, b.iteration, b.group)
+        assert (a.advantage, a.iteration, a.group, a.credit_from) == (
+            b.advantage,
+            b.iteration,
+            b.group,
+            b.credit_from,
+        )
     empty, index = ckpt.buffer_state([])
     assert ckpt.buffer_from_state(empty, index) == []
+    older = [row[:7] for row in ckpt.buffer_state(items)[1]]  # written before grpo.blame
+    assert [e.credit_from for e in ckpt.buffer_from_state(tensors, older)] == [0, 0]
 
 
 def _fill(tmp: Path) -> None:

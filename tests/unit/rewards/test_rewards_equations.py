@@ -7,7 +7,7 @@ from fractions import Fraction
 import pytest
 
 from smarttuner.rewards import build_reward, registered_rewards
-from smarttuner.rewards.equations import check_equations, evaluate, links
+from smarttuner.rewards.equations import check_equations, evaluate, first_false_offset, links
 from smarttuner.sft.traces import arithmetic_trace
 from smarttuner.tasks.arithmetic import ArithmeticTask
 
@@ -62,3 +62,22 @@ def test_reward_reads_the_reasoning_and_pays_empty_without_equations() -> None:
     assert reward(["p"] * 3, completions) == [0.5, 0.5, 0.0]
     with pytest.raises(ValueError, match="unknown parameter"):
         build_reward("true_equations", ArithmeticTask(), {"weight": 2})
+
+
+@pytest.mark.parametrize(
+    ("text", "slip"),
+    [
+        ("17 * 9 = 90 + 63 = 143; 170 + 143 = 313", "143; 170"),
+        ("2 + 2 = 4 and 3 * 3 =  10 so", "10 so"),
+        ("(3 + 4) * 2 = 14 = 15", "15"),
+        ("1,000 + 5 = 1,006 = 1006", "1,006 = 1006"),
+    ],
+)
+def test_first_false_offset_points_at_the_false_right_side(text: str, slip: str) -> None:
+    at = first_false_offset(text)
+    assert at is not None and text[at:].startswith(slip)
+
+
+def test_first_false_offset_is_none_when_every_step_holds() -> None:
+    assert first_false_offset("17 * 9 = 90 + 63 = 153; no equations here") is None
+    assert first_false_offset("") is None
