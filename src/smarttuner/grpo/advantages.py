@@ -24,6 +24,9 @@ def group_advantages(
         )
     grouped = rewards.view(-1, group_size)  # [B, G]
     centred = grouped - grouped.mean(dim=1, keepdim=True)  # [B, G]
+    # an all-equal group's mean can differ from its members by an ulp; dividing that by
+    # `epsilon` would give it advantages of ~1e-3 instead of 0
+    centred = centred.masked_fill(zero_std_groups(rewards, group_size).unsqueeze(1), 0.0)
     if scale == "group":
         std = grouped.std(dim=1, keepdim=True)  # [B, 1]  (unbiased, as in the paper's code)
     elif scale == "batch":

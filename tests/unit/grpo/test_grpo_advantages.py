@@ -56,6 +56,15 @@ def test_all_equal_group_gives_zero_advantages() -> None:
     assert adv[3:].abs().sum() > 0
 
 
+def test_all_equal_group_is_exactly_zero_when_its_mean_rounds() -> None:
+    # eight float32 copies of 1.3 average to 1.3 - 1 ulp; divided by epsilon that was -1.2e-3
+    # for every sample of a group without signal
+    rewards = torch.full((8,), 1.2999999523162842)
+    assert (rewards - rewards.mean()).abs().max() > 0
+    for scale in ("group", "batch", "none"):
+        assert group_advantages(rewards, 8, scale, EPS).tolist() == [0.0] * 8
+
+
 def test_all_equal_batch_is_finite_zero() -> None:
     adv = group_advantages(torch.ones(6), 3, "batch", EPS)
     assert adv.tolist() == [0.0] * 6
