@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from smarttuner.rewards.equations import first_false_offset
@@ -50,7 +51,8 @@ def credit_start(text: str, ids: Sequence[int], advantage: float, tokenizer: Tok
 def credit_starts(
     blame: str,
     texts: list[str],
-    completion_ids: list[list[int]],
+    completion_ids: torch.Tensor,  # [N, C] right-padded
+    lengths: list[int],
     advantages: list[float],
     tokenizer: Tokenizer,
 ) -> list[int]:
@@ -60,8 +62,8 @@ def credit_starts(
     if blame != "first_false_equation":
         raise ValueError(f"unknown blame {blame!r}; use one of {', '.join(BLAME)}")
     return [
-        credit_start(text, ids, adv, tokenizer)
-        for text, ids, adv in zip(texts, completion_ids, advantages, strict=True)
+        credit_start(text, completion_ids[i, :n].tolist(), adv, tokenizer) if adv < 0 else 0
+        for i, (text, n, adv) in enumerate(zip(texts, lengths, advantages, strict=True))
     ]
 
 

@@ -129,13 +129,9 @@ def collect_experience(
             ref = batched_logprobs(ref_net, batch, temperature, chunk, kept)
     t_logp = time.perf_counter() - t0
 
-    lengths = batch.lengths.tolist()
+    lengths, flat_advantages = batch.lengths.tolist(), advantages.tolist()
     credit = credit_starts(
-        settings.blame,
-        batch.texts,
-        [batch.completion_ids[i, : lengths[i]].tolist() for i in range(len(lengths))],
-        advantages.tolist(),
-        tokenizer,
+        settings.blame, batch.texts, batch.completion_ids, lengths, flat_advantages, tokenizer
     )
     experiences = [
         Experience(
@@ -168,7 +164,7 @@ def collect_experience(
         "time/rewards": t_reward,
         "time/logprobs": t_logp,
         "experiences_kept": len(experiences),
-        **blame_stats(credit, lengths, advantages.tolist()),
+        **(blame_stats(credit, lengths, flat_advantages) if settings.blame != "sequence" else {}),
     }
     samples = [
         {

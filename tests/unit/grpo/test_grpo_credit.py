@@ -42,11 +42,14 @@ def test_positive_advantages_and_unlocated_errors_keep_the_whole_sequence(tiny_t
     slip_ids, right_ids = tiny_tokenizer.encode(SLIP), tiny_tokenizer.encode(RIGHT)
     assert credit_start(SLIP, slip_ids, 0.4, tiny_tokenizer) == 0  # reinforced as written
     assert credit_start(RIGHT, right_ids, -0.4, tiny_tokenizer) == 0  # no false step to blame
-    texts, ids, adv = [SLIP, RIGHT], [slip_ids, right_ids], [-0.7, 0.7]
-    assert credit_starts("sequence", texts, ids, adv, tiny_tokenizer) == [0, 0]
-    assert credit_starts("first_false_equation", texts, ids, adv, tiny_tokenizer)[1] == 0
+    texts, adv = [SLIP, RIGHT], [-0.7, 0.7]
+    lengths = [len(slip_ids), len(right_ids)]
+    ids = torch.zeros(2, max(lengths), dtype=torch.long)
+    ids[0, : lengths[0]], ids[1, : lengths[1]] = torch.tensor(slip_ids), torch.tensor(right_ids)
+    assert credit_starts("sequence", texts, ids, lengths, adv, tiny_tokenizer) == [0, 0]
+    assert credit_starts("first_false_equation", texts, ids, lengths, adv, tiny_tokenizer)[1] == 0
     with pytest.raises(ValueError, match="unknown blame 'nope'"):
-        credit_starts("nope", texts, ids, adv, tiny_tokenizer)
+        credit_starts("nope", texts, ids, lengths, adv, tiny_tokenizer)
 
 
 def test_collate_zeroes_the_advantage_before_credit_from() -> None:
