@@ -232,7 +232,11 @@ class GRPOConfig(_TrackedRun):
     optim: OptimSettings = Field(default_factory=OptimSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     num_iterations: int = Field(100, ge=1, description="GRPO iterations (rollout + training).")
-    seed: int = Field(0, description="Seed of sampling, shuffling and initialisation.")
+    seed: int = Field(
+        0,
+        description="Seed of sampling, minibatch shuffling and initialisation; the prompts "
+        "are walked in task.dataset_seed order whatever the seed.",
+    )
     output_dir: Path = Field(Path("runs/grpo"), description="Where everything of the run goes.")
     overwrite: bool = Field(False, description="Allow writing into a non-empty output directory.")
     log_completions_every: int = Field(
