@@ -15,9 +15,10 @@ std would be amplifying small differences in a secondary reward.
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 from pathlib import Path
+
+from smarttuner.report.build import read_completions
 
 KINDS = ("flat", "mixed", "all right", "none right")
 
@@ -68,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.completions.is_file():
         raise SystemExit(f"error: {args.completions} does not exist")
-    rows = [json.loads(line) for line in args.completions.read_text().splitlines() if line]
+    rows = read_completions(args.completions)
     groups = groups_of(rows, args.group_size)
     if not groups:
         raise SystemExit(f"error: {args.completions} holds no completions")

@@ -21,6 +21,7 @@ loses too, the start adapter sits at a sharp optimum.
 from __future__ import annotations
 
 import argparse
+import itertools
 import shutil
 import tempfile
 from pathlib import Path
@@ -100,18 +101,17 @@ def main() -> None:
         batch_size=args.batch_size,
         keep_samples=args.num_examples,
     )
-    variants = [("alpha 0 (start)", along(start, end, 0.0))]
+    variants = [("alpha 0 (start)", start)]
     if len(ends) > 1:
         variants += [(f"end {i}", one) for i, one in enumerate(ends)]
         updates = [flat_update(start, one) for one in ends]
-        for i in range(len(updates)):
-            for j in range(i + 1, len(updates)):
-                cosine = torch.nn.functional.cosine_similarity(updates[i], updates[j], dim=0)
-                print(f"cos(update {i}, update {j}) = {cosine:.4f}")
+        for (i, u), (j, v) in itertools.combinations(enumerate(updates), 2):
+            cosine = torch.nn.functional.cosine_similarity(u, v, dim=0)
+            print(f"cos(update {i}, update {j}) = {cosine:.4f}")
         print("norms of the updates: " + ", ".join(f"{u.norm():.4f}" for u in updates))
     variants += [(f"alpha {a:g}", along(start, end, a)) for a in args.alphas if a != 0]
     variants += [(f"random seed {s}", random_step(start, end, s)) for s in range(args.random)]
-    norm = sum((end[k].float() - start[k].float()).norm() ** 2 for k in start) ** 0.5
+    norm = flat_update(start, end).norm()
     print(f"||mean update|| = {norm:.4f} over {len(start)} tensors")
     rows: list[dict[str, Any]] = []
     base: list[bool] = []
