@@ -112,6 +112,7 @@ def run_pipeline(
     say: Say = log.info,
     on_step: Callable[[int, dict[str, Any]], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_sft_step: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Probe, baseline, SFT when needed, GRPO, evaluations and plots. With `resume`, finished
     stages (probe and baseline, SFT) are read back from OUTPUT and GRPO continues from its
@@ -146,7 +147,7 @@ def run_pipeline(
                 f"SFT: {cfg.sft.num_datapoints} {cfg.sft.source} traces, "
                 f"{cfg.sft.num_epochs} epochs"
             )
-            sft_results = train_sft(sft_config(cfg, out), on_epoch=on_epoch)
+            sft_results = train_sft(sft_config(cfg, out), on_epoch=on_epoch, on_step=on_sft_step)
             write_json(sft_file, sft_results)
             _plot(out / "sft")
         else:

@@ -127,6 +127,24 @@ def memory_text(record: dict[str, Any]) -> str:
     return f"  RSS {record['rss_mb'] / 1024:.1f} GB (peak {record['peak_rss_mb'] / 1024:.1f})"
 
 
+def sft_step_due(step: int, total: int, lines: int = 20) -> bool:
+    """Whether SFT step `step` of `total` gets a printed line: the first, the last, and about
+    `lines` evenly spaced between (an SFT epoch can run for an hour without an epoch line)."""
+    return step == 1 or step == total or step % max(1, total // lines) == 0
+
+
+def sft_step_line(record: dict[str, Any]) -> str:
+    """ "SFT step 50/500 (epoch 1): loss 0.4123  3.1 s/step  ~23 min left of training"."""
+    step, total = record["step"], record["total_steps"]
+    per_step = record["elapsed_seconds"] / step
+    left = per_step * (total - step)
+    eta = f"~{left / 60:.0f} min left" if left >= 90 else f"~{left:.0f} s left"
+    return (
+        f"SFT step {step}/{total} (epoch {record['epoch']}): loss {record['loss']:.4f}  "
+        f"{per_step:.1f} s/step  {eta} of training"
+    )
+
+
 def step_line(step: int, record: dict[str, Any], notes: list[str] | None = None) -> str:
     """One printed line per step; `notes` (default: `health_notes(record)`) go on a second line."""
     if record.get("phase") == "eval":

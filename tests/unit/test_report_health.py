@@ -12,6 +12,8 @@ from smarttuner.progress import (
     health_note,
     health_notes,
     results_table,
+    sft_step_due,
+    sft_step_line,
     step_line,
 )
 
@@ -112,3 +114,15 @@ def test_results_table_shows_pass_at_k_and_change() -> None:
     Console(file=buffer, width=200).print(results_table(results))
     out = buffer.getvalue()
     assert "base" in out and "trained" in out and "pass@4" in out and "+0.500" in out
+
+
+def test_sft_prints_about_twenty_step_lines_with_the_time_left() -> None:
+    due = [step for step in range(1, 501) if sft_step_due(step, 500)]
+    assert due[0] == 1 and due[-1] == 500 and len(due) == 21
+    assert all(sft_step_due(step, 7) for step in range(1, 8))  # short runs: every step
+    record = {"step": 50, "total_steps": 500, "epoch": 1, "loss": 0.41234, "elapsed_seconds": 155}
+    assert sft_step_line(record) == (
+        "SFT step 50/500 (epoch 1): loss 0.4123  3.1 s/step  ~23 min left of training"
+    )
+    end = {**record, "step": 499, "elapsed_seconds": 499 * 3.1}
+    assert sft_step_line(end).endswith("~3 s left of training")

@@ -114,6 +114,14 @@ LoraOpt = Annotated[bool | None, typer.Option("--lora/--full", help="LoRA or ful
 OverwriteOpt = Annotated[bool, typer.Option(help="Reuse a non-empty output dir.")]
 
 
+def _print_sft_step(record: dict[str, Any]) -> None:
+    """About twenty lines over an SFT run: step, loss, speed and time left."""
+    from smarttuner.progress import sft_step_due, sft_step_line
+
+    if sft_step_due(record["step"], record["total_steps"]):
+        console.print(sft_step_line(record), highlight=False)
+
+
 def _print_epoch(record: dict[str, Any]) -> None:
     from smarttuner.progress import memory_text
 

@@ -25,6 +25,7 @@ from smarttuner.cli.common import (
     _common,
     _overrides,
     _print_epoch,
+    _print_sft_step,
     _print_summary,
     _run,
     app,
@@ -147,7 +148,7 @@ def sft(
         }
     )
     cfg = _run(build_config, SFTConfig, config, _overrides(set_, named))
-    results = _run(train_sft, cfg, on_epoch=_print_epoch)
+    results = _run(train_sft, cfg, on_epoch=_print_epoch, on_step=_print_sft_step)
     console.print(
         f"metrics: {Path(cfg.output_dir) / 'metrics.jsonl'}\nmodel:   {results['model_dir']}"
     )
@@ -189,7 +190,14 @@ def pipeline(
         console.print(f"[bold cyan]▶[/] {message}", highlight=False)
 
     with _progress(cfg.num_iterations, show_plots) as on_step:
-        summary = _run(run_pipeline, cfg, say=say, on_step=on_step, on_epoch=_print_epoch)
+        summary = _run(
+            run_pipeline,
+            cfg,
+            say=say,
+            on_step=on_step,
+            on_epoch=_print_epoch,
+            on_sft_step=_print_sft_step,
+        )
     _print_summary(summary, Path(cfg.output_dir) / "grpo")
     console.print(
         f"results: {Path(cfg.output_dir) / 'results'}\nplots:   "

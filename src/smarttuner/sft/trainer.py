@@ -193,8 +193,12 @@ def train_sft(
     model: PreTrainedModel | None = None,
     tokenizer: Tokenizer | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run SFT as `cfg` says; returns results (also written to OUTPUT/results.json)."""
+    """Run SFT as `cfg` says; returns results (also written to OUTPUT/results.json).
+
+    `on_epoch` gets each epoch's record (losses, validation); `on_step` gets a small record
+    after every optimizer step (step, total_steps, epoch, loss, seconds spent training)."""
     out = prepare_output_dir(Path(cfg.output_dir), cfg.overwrite)
     s = cfg.sft
     task = get_task(cfg.task.name, **cfg.task.params)
@@ -216,7 +220,7 @@ def train_sft(
     )
     tracker = Tracker(out, cfg.report_to, config=cfg.model_dump(mode="json"))
     start = time.perf_counter()
-    step, epoch, history = 0, 0, []
+    step, epoch, history, train_seconds = 0, 0, [], 0.0
     autocast = autocast_context(cfg.model.autocast, model.device)
     while step < total_steps:
         epoch += 1
@@ -225,6 +229,7 @@ def train_sft(
         model.train()
         losses = []
         for b in range(0, len(order), s.batch_size):
+            batch_start = time.perf_counter()
             if step >= total_steps:
                 break
             rows = [data.train_rows[i] for i in order[b : b + s.batch_size]]
@@ -240,6 +245,18 @@ def train_sft(
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss)
             step += 1
+            train_seconds += time.perf_counter() - batch_start
+            if on_step:
+                on_step(
+                    {
+                        "phase": "sft_step",
+                        "step": step,
+                        "total_steps": total_steps,
+                        "epoch": epoch,
+                        "loss": loss,
+                        "elapsed_seconds": train_seconds,
+                    }
+                )
         record: dict[str, Any] = {
             "phase": "sft",
             "epoch": epoch,

@@ -106,9 +106,21 @@ def _sft_config(model_dir: str, out: Path, **extra) -> SFTConfig:
     return build_config(SFTConfig, None, values)
 
 
-def test_sft_logs_every_epoch_and_keeps_eval_prompts_out(tiny_model_dir, tmp_path) -> None:
+def test_sft_logs_every_epoch_and_step_and_keeps_eval_prompts_out(tiny_model_dir, tmp_path) -> None:
     cfg = _sft_config(tiny_model_dir, tmp_path / "sft")
-    results = train_sft(cfg)
+    steps: list[dict] = []
+    results = train_sft(cfg, on_step=steps.append)
+    # 12 traces in batches of 4, two epochs: six optimizer steps, each reported once
+    assert [(r["step"], r["epoch"], r["total_steps"]) for r in steps] == [
+        (1, 1, 6),
+        (2, 1, 6),
+        (3, 1, 6),
+        (4, 2, 6),
+        (5, 2, 6),
+        (6, 2, 6),
+    ]
+    assert all(r["loss"] > 0 and r["elapsed_seconds"] > 0 for r in steps)
+    assert [r["elapsed_seconds"] for r in steps] == sorted(r["elapsed_seconds"] for r in steps)
     lines = [json.loads(x) for x in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2]
     for r in lines:
