@@ -52,8 +52,9 @@ def sft_config(cfg: PipelineConfig, out: Path) -> SFTConfig:
     )
 
 
-def _probe_and_baseline(cfg: PipelineConfig, data, out: Path, say: Say) -> tuple[dict, dict]:
-    """(probe record, baseline metrics) of the starting model, written to OUTPUT."""
+def _probe_and_baseline(cfg: PipelineConfig, data, out: Path, say: Say) -> tuple[dict, dict | None]:
+    """(probe record, baseline metrics) of the starting model, written to OUTPUT; no baseline
+    with `eval.baseline: false`."""
     model, tokenizer = load_model(cfg.model, lora=None, trainable=False)
     say("probe: can GRPO learn from the starting model?")
     p = cfg.probe
@@ -74,6 +75,8 @@ def _probe_and_baseline(cfg: PipelineConfig, data, out: Path, say: Say) -> tuple
     decision = f"{'running' if do_sft else 'skipping'} SFT ({cfg.run_sft}): {reason}"
     record = {**probe.to_dict(), "run_sft": do_sft, "reason": decision}
     write_json(out / "probe.json", record)
+    if not cfg.eval.baseline:
+        return record, None
     say(f"baseline eval on {len(data.eval)} held-out prompts (seed {cfg.task.eval_seed})")
     baseline = run_eval(model, tokenizer, data, cfg).metrics()
     write_json(out / "baseline.json", baseline)
@@ -125,11 +128,12 @@ def run_pipeline(
     results_dir = out / "results"
     tag = f"{_slug(cfg.task.name)}_{_slug(cfg.model.name)}"
     probe, baseline = (_read(out / "probe.json"), _read(out / "baseline.json"))
-    if not (resuming and probe and baseline):
+    if not (resuming and probe and (baseline or not cfg.eval.baseline)):
         probe, baseline = _probe_and_baseline(cfg, data, out, say)
     cpu.lap("probe_and_baseline")
     say(probe["reason"])
-    say(_fmt("baseline", baseline))
+    if baseline:
+        say(_fmt("baseline", baseline))
     do_sft = bool(probe["run_sft"])
     summary: dict[str, Any] = {
         "model": cfg.model.name,
@@ -162,7 +166,7 @@ def run_pipeline(
     if cfg.run_grpo:
         say(f"GRPO: {cfg.num_iterations} iterations from {grpo_start}")
         grpo_results = train_grpo(grpo_cfg, on_step=on_step)
-        if do_sft:
+        if do_sft and "baseline" in grpo_results:  # GRPO's step-0 eval is the SFT model's
             summary["after_sft"] = grpo_results["baseline"]
         summary["final"] = grpo_results["final"]
         write_json(

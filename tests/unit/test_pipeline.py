@@ -76,6 +76,18 @@ def test_pipeline_never_sft_skips_it(tiny_model_dir, tmp_path) -> None:
     assert not (out / "sft").exists()
 
 
+def test_pipeline_without_baseline_evals_only_the_final_model(tiny_model_dir, tmp_path) -> None:
+    out = tmp_path / "pipe"
+    values = _tiny_pipeline(tiny_model_dir, out, run_sft="always", **{"eval.baseline": False})
+    said: list[str] = []
+    summary = run_pipeline(build_config(PipelineConfig, None, values), say=said.append)
+    assert summary["baseline"] is None and "after_sft" not in summary
+    assert summary["final"]["accuracy"] is not None
+    assert not (out / "baseline.json").exists()
+    assert not any(s.startswith("baseline") for s in said)  # neither eval nor its line
+    assert (out / "grpo" / "model" / "adapter_model.safetensors").is_file()
+
+
 def test_pipeline_resume_reuses_finished_stages(tiny_model_dir, tmp_path) -> None:
     out = tmp_path / "pipe"
     values = _tiny_pipeline(tiny_model_dir, out, checkpoint_every=1)
