@@ -139,6 +139,29 @@ class GenerationSettings(_Section):
         return self
 
 
+class CurriculumStage(_Section):
+    num_examples: int = Field(
+        ...,
+        ge=1,
+        description="Prompts of this stage: num_examples / exploration_batchsize iterations.",
+    )
+    level: int | None = Field(
+        None,
+        ge=0,
+        description="reasoning-gym curriculum level of the task (its difficulty ladder).",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Task parameters of this stage, over task.params and level.",
+    )
+
+    @model_validator(mode="after")
+    def _check_has_difficulty(self) -> CurriculumStage:
+        if self.level is None and not self.params:
+            raise ValueError("a curriculum stage needs a level, params, or both")
+        return self
+
+
 class GRPOSettings(_Section):
     num_generations: int = Field(
         6, ge=2, description="G: completions per prompt (Shao et al. 2024, DeepSeekMath)."
@@ -169,6 +192,11 @@ class GRPOSettings(_Section):
     advantage_epsilon: float = Field(1e-4, gt=0.0, description="Added to the std before dividing.")
     skip_zero_std_groups: bool = Field(
         False, description="Drop groups whose rewards are all equal (DAPO dynamic sampling)."
+    )
+    curriculum: list[CurriculumStage] = Field(
+        default_factory=list,
+        description="Easier prompts walked before the task's own pool, stage by stage "
+        "(tasks/curriculum.py); empty: no curriculum.",
     )
     blame: Literal["sequence", "first_false_equation"] = Field(
         "sequence",

@@ -76,6 +76,7 @@ from smarttuner.rollout import SamplingParams, get_engine, on_model, sync_weight
 from smarttuner.rollout.policy_copy import PolicyCopy, policy_copy_dtype
 from smarttuner.tasks import get_task
 from smarttuner.tasks.base import Example, Task
+from smarttuner.tasks.curriculum import curriculum_pools
 from smarttuner.tasks.splits import balance_by_answer, check_disjoint, drop_overlap
 from smarttuner.tracking import COMPLETIONS_FILE, METRICS_FILE, Tracker
 
@@ -100,18 +101,26 @@ def seed_everything(seed: int) -> None:
 
 
 def prepare_data(cfg: GRPOConfig) -> RunData:
-    """The task, its training pool and its held-out eval set, with overlap removed from train."""
+    """The task, its training pool (curriculum stages first) and its held-out eval set, with
+    eval questions removed from every part of the pool."""
     task = get_task(cfg.task.name, **cfg.task.params)
-    train = task.examples(cfg.task.dataset_seed, cfg.task.num_train_examples)
     evals = task.examples(cfg.task.eval_seed, cfg.eval.num_examples)
-    overlap = check_disjoint(train, evals)
+    stages = curriculum_pools(
+        cfg.task.name, cfg.task.params, cfg.grpo.curriculum, cfg.task.dataset_seed
+    )
+    parts = [*stages, task.examples(cfg.task.dataset_seed, cfg.task.num_train_examples)]
+    overlap = sum(check_disjoint(part, evals) for part in parts)
     if overlap:
         log.warning(
             "%d training prompts also appear in the eval set: dropped from training", overlap
         )
-        train = drop_overlap(train, evals)
-    if cfg.task.balance_answers:
-        train = balance_by_answer(train)
+        parts = [drop_overlap(part, evals) for part in parts]
+    if cfg.task.balance_answers:  # part by part, so the curriculum's order survives
+        parts = [balance_by_answer(part) for part in parts]
+    if stages:
+        log.info("curriculum: %s prompts before the task's %d", [len(p) for p in parts[:-1]],
+                 len(parts[-1]))  # fmt: skip
+    train = [example for part in parts for example in part]
     if not train:
         raise ValueError("no training prompts left after removing the eval overlap")
     return RunData(task, train, evals, overlap)
