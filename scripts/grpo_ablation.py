@@ -53,6 +53,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "symmetric_clip": ("clip range 0.2 / 0.2 instead of clip-higher", ["grpo.epsilon_high=0.2"]),
     "half_lr": ("half the recipe's learning rate", []),  # filled from the recipe
     "double_lr": ("twice the recipe's learning rate", []),
+    "frozen": (
+        "no learning (lr 1e-12): what the prompts alone do to the training reward",
+        ["optim.learning_rate=1e-12"],
+    ),
     "curriculum": (
         "easier prompts first: a stage per reasoning-gym level below the top",
         [],  # filled from the task's curriculum
