@@ -31,8 +31,6 @@ from typing import Any
 
 import yaml
 
-PIPELINE_ONLY = ("run_sft", "probe", "sft")
-
 # name -> (the choice it undoes, overrides); the reference is the recipe as configured.
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "reference": ("the recipe as configured", []),
@@ -65,9 +63,12 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 
 
 def grpo_recipe(config: Path) -> dict[str, Any]:
-    """The recipe's GRPO part: a pipeline recipe without its probe and SFT sections."""
+    """The recipe's GRPO part: the sections `smarttuner grpo` knows (a pipeline recipe's probe
+    and SFT sections dropped)."""
+    from smarttuner.config import GRPOConfig
+
     recipe = yaml.safe_load(config.read_text()) or {}
-    return {k: v for k, v in recipe.items() if k not in PIPELINE_ONLY}
+    return {k: v for k, v in recipe.items() if k in GRPOConfig.model_fields}
 
 
 def overrides(name: str, recipe: dict[str, Any], stage_examples: int = 25) -> list[str]:
@@ -138,11 +139,12 @@ def mean(values: list[float]) -> float | None:
 
 def summarise(name: str, out: Path) -> dict[str, Any]:
     results = json.loads((out / "results.json").read_text())
-    steps = [
+    records = [
         json.loads(line)
         for line in (out / "metrics.jsonl").read_text().splitlines()
-        if line.strip() and json.loads(line).get("phase") == "grpo"
+        if line.strip()
     ]
+    steps = [r for r in records if r.get("phase") == "grpo"]
     rewards = [s["reward_mean"] for s in steps]
     cpu_file = out / "cpu_minutes.json"
     return {

@@ -30,15 +30,19 @@ def _curriculum(name: str) -> Any:
     return create_curriculum(name)
 
 
+def _top(curriculum: Any) -> int:
+    return max(len(attr.levels) - 1 for attr in curriculum.attributes.values())
+
+
 def top_level(name: str) -> int:
     """The highest level of reasoning-gym's curriculum for `name` (every attribute at its top)."""
-    return max(len(attr.levels) - 1 for attr in _curriculum(name).attributes.values())
+    return _top(_curriculum(name))
 
 
 def level_params(name: str, level: int, params: dict[str, Any]) -> dict[str, Any]:
     """`params` with the fields reasoning-gym's curriculum for `name` sets at `level`."""
     curriculum = _curriculum(name)
-    top = top_level(name)
+    top = _top(curriculum)
     if not 0 <= level <= top:
         raise ValueError(f"curriculum level {level} for {name!r}: levels run from 0 to {top}")
     curriculum.set_global_level(level)
