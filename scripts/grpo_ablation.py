@@ -48,6 +48,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "groups with equal rewards dropped (DAPO's dynamic sampling, without refilling)",
         ["grpo.skip_zero_std_groups=true"],
     ),
+    "refill": (
+        "groups with equal rewards dropped and refilled from up to 3 more prompt batches "
+        "(DAPO's dynamic sampling)",
+        ["grpo.skip_zero_std_groups=true", "grpo.refill_rounds=3"],
+    ),
     "symmetric_clip": ("clip range 0.2 / 0.2 instead of clip-higher", ["grpo.epsilon_high=0.2"]),
     "half_lr": ("half the recipe's learning rate", []),  # filled from the recipe
     "double_lr": ("twice the recipe's learning rate", []),

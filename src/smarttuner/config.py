@@ -193,6 +193,13 @@ class GRPOSettings(_Section):
     skip_zero_std_groups: bool = Field(
         False, description="Drop groups whose rewards are all equal (DAPO dynamic sampling)."
     )
+    refill_rounds: int = Field(
+        0,
+        ge=0,
+        description="With skip_zero_std_groups: sample up to this many more batches of "
+        "exploration_batchsize prompts per iteration until that many groups with unequal "
+        "rewards are kept (DAPO's max_num_gen_batches - 1); 0: train on what one batch kept.",
+    )
     curriculum: list[CurriculumStage] = Field(
         default_factory=list,
         description="Easier prompts walked before the task's own pool, stage by stage "
@@ -321,6 +328,11 @@ class GRPOConfig(_TrackedRun):
         if g.epsilon_high is not None and g.epsilon_high < g.epsilon:
             raise ValueError(
                 f"grpo.epsilon_high={g.epsilon_high} must be >= grpo.epsilon={g.epsilon}"
+            )
+        if g.refill_rounds and not g.skip_zero_std_groups:
+            raise ValueError(
+                f"grpo.refill_rounds={g.refill_rounds} needs grpo.skip_zero_std_groups=true "
+                "(it refills the groups that option drops)"
             )
         if not self.rewards:
             raise ValueError("rewards: at least one reward is needed")

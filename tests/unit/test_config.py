@@ -180,6 +180,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
         ({"optim.batch_size": 5}, r"optim\.batch_size=5 must divide .* 8 × 6 = 48"),
         ({"grpo.epsilon_high": 0.1}, r"grpo\.epsilon_high=0\.1 must be >= grpo\.epsilon=0\.2"),
         ({"grpo.buffer_size": 10}, r"grpo\.buffer_size=10 cannot hold .* 48"),
+        ({"grpo.refill_rounds": 2}, r"grpo\.refill_rounds=2 needs grpo\.skip_zero_std_groups"),
         ({"rewards": []}, "at least one reward"),
         ({"grpo.num_generations": 1}, r"grpo\.num_generations"),
         ({"generation.top_p": 1.5}, r"generation\.top_p"),

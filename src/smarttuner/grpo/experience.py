@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -185,3 +185,49 @@ def collect_experience(
         advantages=advantages.tolist(),
         samples=samples,
     )
+
+
+def kept_groups(collected: Collected) -> int:
+    """How many groups (prompts) of a round became experience."""
+    return len({e.group for e in collected.experiences})
+
+
+def merge_rounds(rounds: list[Collected], num_groups: int, group_size: int) -> Collected:
+    """One iteration's `Collected` from several sampling rounds (DAPO dynamic sampling): the
+    kept groups of the rounds in order, cut to the first `num_groups`, renumbered so that a
+    group id is unique in the iteration; every sampled completion stays in the logged rewards,
+    advantages and samples, and the statistics describe all of them (times summed)."""
+    experiences: list[Experience] = []
+    taken: set[int] = set()
+    offset = 0
+    for part in rounds:
+        for e in part.experiences:
+            group = offset + e.group
+            if group not in taken and len(taken) == num_groups:
+                continue
+            taken.add(group)
+            experiences.append(replace(e, group=group))
+        offset += len(part.rewards) // group_size
+    rewards = [r for part in rounds for r in part.rewards]
+    advantages = [a for part in rounds for a in part.advantages]
+    samples = [s for part in rounds for s in part.samples]
+    stats = {  # every round samples as many completions: their means average evenly
+        k: sum(p.stats[k] for p in rounds) / len(rounds) for k in rounds[0].stats
+    }
+    for key in (k for k in stats if k.startswith("time/")):
+        stats[key] = sum(p.stats[key] for p in rounds)
+    tokens = sum(p.stats["completion_length"] * len(p.rewards) for p in rounds)
+    r = torch.tensor(rewards, dtype=torch.float32)
+    a = torch.tensor(advantages, dtype=torch.float32)
+    names = list(samples[0]["components"]) if samples else []
+    stats.update(
+        reward_mean=r.mean().item(),
+        reward_std=r.std().item(),
+        advantage_mean=a.mean().item(),
+        advantage_std=a.std().item(),
+        **component_stats({n: [s["components"][n] for s in samples] for n in names}),
+        tokens_per_second=tokens / max(stats["time/generate"], 1e-9),
+        experiences_kept=len(experiences),
+        sampling_rounds=len(rounds),
+    )
+    return Collected(experiences, stats, rewards, advantages, samples)

@@ -55,7 +55,13 @@ from smarttuner.grpo.checkpoint import (
     save_run,
     saved_on_failure,
 )
-from smarttuner.grpo.experience import Collected, CollectSettings, collect_experience
+from smarttuner.grpo.experience import (
+    Collected,
+    CollectSettings,
+    collect_experience,
+    kept_groups,
+    merge_rounds,
+)
 from smarttuner.grpo.optimize import LossSettings, OptimState, train_pass
 from smarttuner.malloc import release_freed_memory
 from smarttuner.memory import memory_record
@@ -347,6 +353,19 @@ class GRPORun:
             return self._collect_gathered(iteration)
 
     def _collect_gathered(self, iteration: int) -> Collected:
+        """One batch of prompts; with `refill_rounds`, more batches until every process has
+        kept its share of exploration_batchsize groups with unequal rewards (or rounds run out)."""
+        refill = self.cfg.grpo.refill_rounds
+        first = self._collect_round(iteration, 0)
+        if not refill:
+            return first
+        want = self.cfg.grpo.exploration_batchsize // self.dist.world_size
+        rounds = [first]
+        while len(rounds) <= refill and self.dist.any(sum(map(kept_groups, rounds)) < want):
+            rounds.append(self._collect_round(iteration, len(rounds)))
+        return merge_rounds(rounds, want, self.cfg.grpo.num_generations)
+
+    def _collect_round(self, iteration: int, round_: int) -> Collected:
         examples = self.next_prompts()
         mine = examples[self.dist.shard_range(len(examples))]
         questions = [e.question for e in mine]
@@ -362,7 +381,7 @@ class GRPORun:
         per_process = self.shards // self.dist.world_size
         first = self.dist.rank * per_process
         seeds = [
-            derive_seed(self.cfg.seed, SAMPLING, iteration, s)
+            derive_seed(self.cfg.seed, SAMPLING, iteration, s, *([round_] if round_ else []))
             for s in range(first, first + per_process)
         ]
         engine = sharded_engine(get_engine(self.cfg.generation.engine), seeds)
