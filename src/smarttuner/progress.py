@@ -160,6 +160,7 @@ def step_line(step: int, record: dict[str, Any], notes: list[str] | None = None)
         f"loss {record.get('loss', float('nan')):+.4f}  kl {record.get('kl', 0.0):.4f}  "
         f"zero-std {record['zero_std_fraction']:.2f}  len {record['completion_length']:.0f}  "
         f"{record['tokens_per_second']:.0f} tok/s  {record['step_seconds']:.1f}s"
+        + (f"  {rounds:.0f} batches" if (rounds := record.get("sampling_rounds", 1)) > 1 else "")
         + memory_text(record)
     )
     notes = health_notes(record) if notes is None else notes

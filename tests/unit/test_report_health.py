@@ -102,6 +102,11 @@ def test_progress_prints_the_health_line_with_history() -> None:
     assert out.count("KL rising fast") == 1 and "iter 4:" in out
 
 
+def test_progress_says_how_many_batches_a_refilled_iteration_sampled() -> None:
+    assert "batches" not in step_line(1, {**HEALTHY, "sampling_rounds": 1}, [])
+    assert "3 batches" in step_line(1, {**HEALTHY, "sampling_rounds": 3}, [])
+
+
 def test_results_table_shows_pass_at_k_and_change() -> None:
     results = {
         "task": "arithmetic",
