@@ -38,8 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from smarttuner.grpo.experience import Collected
-from smarttuner.rewards import component_stats
+from smarttuner.grpo.experience import Collected, pooled_stats
 from smarttuner.rollout import Engine, RolloutBatch
 
 _BUCKET = 1 << 24  # elements per all-reduce of flattened gradients
@@ -331,16 +330,7 @@ def merge_iteration(dist: Dist, c: Collected, train_stats: dict[str, float]):
     advantages = [a for p in parts for a in p["adv"]]
     samples = [s for p in parts for s in p["samples"]]
     merged = merge_stats([p["stats"] for p in parts])
-    r = torch.tensor(rewards, dtype=torch.float32)
-    a = torch.tensor(advantages, dtype=torch.float32)
-    names = list(samples[0]["components"]) if samples else []
-    merged.update(
-        reward_mean=r.mean().item(),
-        reward_std=r.std().item(),
-        advantage_mean=a.mean().item(),
-        advantage_std=a.std().item(),
-        **component_stats({n: [s["components"][n] for s in samples] for n in names}),
-    )
+    merged.update(pooled_stats(rewards, advantages, samples))
     return merged, rewards, advantages, samples
 
 

@@ -187,6 +187,23 @@ def collect_experience(
     )
 
 
+def pooled_stats(
+    rewards: list[float], advantages: list[float], samples: list[dict[str, Any]]
+) -> dict[str, float]:
+    """Reward, advantage and per-component statistics of pooled completions, recomputed from
+    their values (a std is not the mean of the parts' stds)."""
+    r = torch.tensor(rewards, dtype=torch.float32)
+    a = torch.tensor(advantages, dtype=torch.float32)
+    names = list(samples[0]["components"]) if samples else []
+    return {
+        "reward_mean": r.mean().item(),
+        "reward_std": r.std().item(),
+        "advantage_mean": a.mean().item(),
+        "advantage_std": a.std().item(),
+        **component_stats({n: [s["components"][n] for s in samples] for n in names}),
+    }
+
+
 def kept_groups(collected: Collected) -> int:
     """How many groups (prompts) of a round became experience."""
     return len({e.group for e in collected.experiences})
@@ -217,15 +234,8 @@ def merge_rounds(rounds: list[Collected], num_groups: int, group_size: int) -> C
     for key in (k for k in stats if k.startswith("time/")):
         stats[key] = sum(p.stats[key] for p in rounds)
     tokens = sum(p.stats["completion_length"] * len(p.rewards) for p in rounds)
-    r = torch.tensor(rewards, dtype=torch.float32)
-    a = torch.tensor(advantages, dtype=torch.float32)
-    names = list(samples[0]["components"]) if samples else []
     stats.update(
-        reward_mean=r.mean().item(),
-        reward_std=r.std().item(),
-        advantage_mean=a.mean().item(),
-        advantage_std=a.std().item(),
-        **component_stats({n: [s["components"][n] for s in samples] for n in names}),
+        **pooled_stats(rewards, advantages, samples),
         tokens_per_second=tokens / max(stats["time/generate"], 1e-9),
         experiences_kept=len(experiences),
         sampling_rounds=len(rounds),
