@@ -1,18 +1,13 @@
-"""DAPO dynamic sampling: rounds of one iteration merged into one `Collected`, and a run that
-samples further prompt batches until it has kept enough groups with unequal rewards."""
+"""DAPO dynamic sampling: the sampling rounds of one iteration merged into one `Collected`
+(end to end on the tiny model: test_grpo_smoke.py)."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pytest
 import torch
 
-from smarttuner.config import GRPOConfig, build_config
 from smarttuner.grpo.buffer import Experience
 from smarttuner.grpo.experience import Collected, kept_groups, merge_rounds
-from smarttuner.grpo.trainer import train_grpo
 
 G = 2
 
@@ -63,61 +58,3 @@ def test_merge_of_rounds_that_keep_too_few_groups_keeps_them_all() -> None:
     merged = merge_rounds(rounds, num_groups=2, group_size=G)
     assert [e.group for e in merged.experiences] == [0, 0]
     assert merged.stats["sampling_rounds"] == 2
-
-
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-def run(model_dir: str, out: Path, **overrides) -> list[dict]:
-    values = {
-        "model.name": model_dir,
-        "task.name": "arithmetic",
-        "num_iterations": 2,
-        "grpo.exploration_batchsize": 2,
-        "grpo.num_generations": 4,
-        "grpo.beta": 0.0,
-        "grpo.skip_zero_std_groups": True,
-        "optim.batch_size": 4,
-        "optim.gradient_accumulation_steps": 1,
-        "generation.max_new_tokens": 8,
-        "eval.num_examples": 2,
-        "eval.baseline": False,
-        "output_dir": str(out),
-        **overrides,
-    }
-    train_grpo(build_config(GRPOConfig, None, values))
-    lines = (out / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["phase"] == "grpo"]
-
-
-def test_flat_rewards_use_every_refill_round(tiny_model_dir: str, tmp_path: Path) -> None:
-    # the random tiny model never earns correctness or format: every group is flat, so each
-    # iteration samples 1 + 2 batches of 2 prompts and keeps nothing
-    records = run(tiny_model_dir, tmp_path / "flat", **{"grpo.refill_rounds": 2})
-    for record in records:
-        assert record["sampling_rounds"] == 3
-        assert record["zero_std_fraction"] == 1.0
-        assert record["experiences_kept"] == 0
-    rows = [json.loads(line) for line in (tmp_path / "flat" / "completions.jsonl").open()]
-    assert len(rows) == 2 * 3 * 2 * 4  # iterations × rounds × prompts × G, every sample logged
-    assert len({r["prompt"] for r in rows}) == 12  # each round drew the next prompts
-
-
-def test_a_batch_with_enough_signal_is_not_refilled(
-    tiny_model_dir: str, tmp_path: Path, monkeypatch
-) -> None:
-    # a reward of the completion's length differs between samples: no group is flat
-    (tmp_path / "length_reward.py").write_text(
-        "def length(prompts, completions, **kwargs):\n"
-        "    return [len(c) / 50.0 for c in completions]\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    records = run(
-        tiny_model_dir,
-        tmp_path / "spread",
-        **{"grpo.refill_rounds": 2, "rewards": [{"name": "length_reward:length"}]},
-    )
-    for record in records:
-        assert record["sampling_rounds"] == 1
-        assert record["experiences_kept"] == 8
-        assert record["zero_std_fraction"] == 0.0

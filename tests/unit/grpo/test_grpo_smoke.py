@@ -304,3 +304,41 @@ def test_grpo_raises_a_learnable_reward_end_to_end(
     first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
     print(f"mean digit share, first 3 iterations {first:.3f}, last 3 {last:.3f}")
     assert last > 2 * first and last > first + 0.1, rewards
+
+
+def refill_run(model_dir: str, out: Path, rewards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Two iterations of 2 prompts with flat groups dropped and up to 2 refill batches."""
+    overrides = {
+        "grpo.beta": 0.0,
+        "grpo.skip_zero_std_groups": True,
+        "grpo.refill_rounds": 2,
+        "eval.baseline": False,
+        "rewards": rewards,
+    }
+    train_grpo(smoke_config(model_dir, out, "unused", **overrides))
+    return [r for r in read_metrics(out) if r["phase"] == "grpo"]
+
+
+def test_flat_rewards_use_every_refill_round(tiny_model_dir: str, tmp_path: Path) -> None:
+    # the random tiny model never earns correctness or format: every group is flat, so each
+    # iteration samples 1 + 2 batches of 2 prompts and keeps nothing
+    out = tmp_path / "flat"
+    records = refill_run(tiny_model_dir, out, [{"name": "correctness"}, {"name": "format"}])
+    for record in records:
+        assert record["sampling_rounds"] == 3
+        assert record["zero_std_fraction"] == 1.0
+        assert record["experiences_kept"] == 0
+    rows = [json.loads(line) for line in (out / "completions.jsonl").open()]
+    assert len(rows) == 2 * 3 * 2 * 4  # iterations × rounds × prompts × G, every sample logged
+    assert len({r["prompt"] for r in rows}) == 12  # each round drew the next prompts
+
+
+def test_a_batch_with_enough_signal_is_not_refilled(
+    tiny_model_dir: str, tmp_path: Path, spread_reward: str
+) -> None:
+    # the spread reward differs between samples: no group is flat, one batch is enough
+    records = refill_run(tiny_model_dir, tmp_path / "spread", [{"name": spread_reward}])
+    for record in records:
+        assert record["sampling_rounds"] == 1
+        assert record["experiences_kept"] == 8
+        assert record["zero_std_fraction"] == 0.0
