@@ -48,6 +48,11 @@ def spread(prompts, completions, **kwargs):
     if os.environ.get("DIST_TEST_TERM_AT") == str(CALLS["n"]) and os.environ.get("RANK") == "0":
         os.kill(os.getpid(), signal.SIGTERM)
     return [len(c) / 50.0 for c in completions]
+
+def half_flat(prompts, completions, **kwargs):
+    # flat (all 0) for prompts of even length, spread for the others: processes disagree on
+    # whether they kept enough groups, and must still sample the same number of rounds
+    return [len(c) / 50.0 if len(p) % 2 else 0.0 for p, c in zip(prompts, completions)]
 """
 RECIPE = {
     "task": {"name": "arithmetic"},
@@ -162,6 +167,27 @@ def test_two_processes_stop_together_and_resume_exactly(setup, tmp_path: Path) -
     resumed = launch(root, recipe, out, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert strip(grpo_rows(out)) == strip(grpo_rows(straight))
+
+
+def test_two_processes_refill_in_step(setup, tmp_path: Path) -> None:
+    """grpo.refill_rounds over 2 processes: a process that kept enough groups keeps sampling
+    while the other refills (no collective left waiting), and the run ends normally."""
+    root, recipe = setup
+    values = yaml.safe_load(recipe.read_text())
+    values["grpo"] |= {"beta": 0.0, "skip_zero_std_groups": True, "refill_rounds": 2}
+    values["rewards"] = [{"name": "dist_rewards:half_flat"}]
+    refill = tmp_path / "refill.yaml"
+    refill.write_text(yaml.safe_dump(values))
+    out = tmp_path / "out"
+    result = launch(root, refill, out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = grpo_rows(out)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    for row in rows:
+        rounds = row["sampling_rounds"]
+        assert 1 <= rounds <= 3
+        assert len(row["rewards"]) == rounds * 4 * 4  # every sampled completion, both processes
+        assert row["experiences_kept"] <= 4 * 4
 
 
 @pytest.mark.parametrize("full", [False, True], ids=["lora", "full"])
