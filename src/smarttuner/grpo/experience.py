@@ -91,7 +91,10 @@ def collect_experience(
     settings: CollectSettings,
     iteration: int,
     generator: torch.Generator,
+    room: int | None = None,
 ) -> Collected:
+    """`room`: in a refill round, how many more groups the iteration wants (see
+    `groups_to_train`); None keeps every group the settings keep."""
     g = settings.num_generations
     model.eval()
     t0 = time.perf_counter()
@@ -115,7 +118,7 @@ def collect_experience(
     flat_groups = zero_std_groups(result.total, g)  # [B]
     t_reward = time.perf_counter() - t0
 
-    keep_group = ~flat_groups if settings.skip_zero_std_groups else torch.ones_like(flat_groups)
+    keep_group = groups_to_train(flat_groups, settings.skip_zero_std_groups, room)
     kept = (keep_group.repeat_interleave(g) & (batch.lengths > 0)).nonzero().squeeze(1)  # [K]
     t0 = time.perf_counter()  # log-probs only for the completions that become experience
     temperature, chunk = sampling.temperature or 1.0, settings.logprob_batch_size
@@ -204,26 +207,30 @@ def pooled_stats(
     }
 
 
+def groups_to_train(flat: torch.Tensor, skip_flat: bool, room: int | None) -> torch.Tensor:
+    """[B] bool: the groups that become experience — all, or (skip_flat) those with unequal
+    rewards; with `room`, only the first `room` of those, so that no log-prob forward is spent
+    on a group a refilled iteration does not need (DAPO keeps the first ones too)."""
+    keep = ~flat if skip_flat else torch.ones_like(flat)
+    if room is not None:
+        keep &= keep.cumsum(0) <= room
+    return keep
+
+
 def kept_groups(collected: Collected) -> int:
     """How many groups (prompts) of a round became experience."""
     return len({e.group for e in collected.experiences})
 
 
-def merge_rounds(rounds: list[Collected], num_groups: int, group_size: int) -> Collected:
+def merge_rounds(rounds: list[Collected], group_size: int) -> Collected:
     """One iteration's `Collected` from several sampling rounds (DAPO dynamic sampling): the
-    kept groups of the rounds in order, cut to the first `num_groups`, renumbered so that a
-    group id is unique in the iteration; every sampled completion stays in the logged rewards,
-    advantages and samples, and the statistics describe all of them (times summed)."""
+    kept groups of the rounds in order, renumbered so that a group id is unique in the
+    iteration; every sampled completion stays in the logged rewards, advantages and samples,
+    and the statistics describe all of them (times summed)."""
     experiences: list[Experience] = []
-    taken: set[int] = set()
     offset = 0
     for part in rounds:
-        for e in part.experiences:
-            group = offset + e.group
-            if group not in taken and len(taken) == num_groups:
-                continue
-            taken.add(group)
-            experiences.append(replace(e, group=group))
+        experiences += [replace(e, group=offset + e.group) for e in part.experiences]
         offset += len(part.rewards) // group_size
     rewards = [r for part in rounds for r in part.rewards]
     advantages = [a for part in rounds for a in part.advantages]

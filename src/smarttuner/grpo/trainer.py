@@ -356,16 +356,17 @@ class GRPORun:
         """One batch of prompts; with `refill_rounds`, more batches until every process has
         kept its share of exploration_batchsize groups with unequal rewards (or rounds run out)."""
         refill = self.cfg.grpo.refill_rounds
-        first = self._collect_round(iteration, 0)
         if not refill:
-            return first
+            return self._collect_round(iteration, 0)
         want = self.cfg.grpo.exploration_batchsize // self.dist.world_size
-        rounds = [first]
-        while len(rounds) <= refill and self.dist.any(sum(map(kept_groups, rounds)) < want):
-            rounds.append(self._collect_round(iteration, len(rounds)))
-        return merge_rounds(rounds, want, self.cfg.grpo.num_generations)
+        rounds: list[Collected] = []
+        kept = 0
+        while len(rounds) <= refill and (not rounds or self.dist.any(kept < want)):
+            rounds.append(self._collect_round(iteration, len(rounds), room=want - kept))
+            kept += kept_groups(rounds[-1])
+        return merge_rounds(rounds, self.cfg.grpo.num_generations)
 
-    def _collect_round(self, iteration: int, round_: int) -> Collected:
+    def _collect_round(self, iteration: int, round_: int, room: int | None = None) -> Collected:
         examples = self.next_prompts()
         mine = examples[self.dist.shard_range(len(examples))]
         questions = [e.question for e in mine]
@@ -381,6 +382,7 @@ class GRPORun:
         per_process = self.shards // self.dist.world_size
         first = self.dist.rank * per_process
         seeds = [
+            # round 0 keeps the seeds runs without refill have always used
             derive_seed(self.cfg.seed, SAMPLING, iteration, s, *([round_] if round_ else []))
             for s in range(first, first + per_process)
         ]
@@ -402,6 +404,7 @@ class GRPORun:
                 self.collect,
                 iteration,
                 None,
+                room,
             )
 
     def train_on_buffer(self, fresh: int) -> dict[str, float]:
