@@ -94,3 +94,41 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer) -> str:
     build_tiny_model(tiny_tokenizer).save_pretrained(path)
     tiny_tokenizer.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter_dir(tiny_model_dir: str, tmp_path_factory) -> str:
+    """A LoRA adapter on the tiny model with non-zero B, so it changes the outputs."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    path = tmp_path_factory.mktemp("adapter")
+    model.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture()
+def logit_spy(monkeypatch):
+    """`(seen, install)`: `install(module, name)` wraps the function `module.name`, whose first
+    argument is a model, so that each call first appends to `seen` that model's logits on a
+    fixed input, computed as the call would compute them (autocast state included)."""
+    seen: list[torch.Tensor] = []
+
+    def install(module, name: str) -> None:
+        real = getattr(module, name)
+
+        def spy(model, *args, **kwargs):
+            with torch.no_grad():
+                seen.append(model(torch.tensor([[1, 2, 3, 4, 5]])).logits.float())
+            return real(model, *args, **kwargs)
+
+        monkeypatch.setattr(module, name, spy)
+
+    return seen, install

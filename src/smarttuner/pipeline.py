@@ -28,6 +28,7 @@ from smarttuner.malloc import release_freed_memory
 from smarttuner.memory import peak_rss_mb
 from smarttuner.models import load_model
 from smarttuner.outputs import prepare_output_dir, write_json
+from smarttuner.rollout.policy_copy import policy_copy_dtype, sampling_view
 from smarttuner.sft import train_sft
 
 log = logging.getLogger(__name__)
@@ -54,31 +55,34 @@ def sft_config(cfg: PipelineConfig, out: Path) -> SFTConfig:
 
 def _probe_and_baseline(cfg: PipelineConfig, data, out: Path, say: Say) -> tuple[dict, dict | None]:
     """(probe record, baseline metrics) of the starting model, written to OUTPUT; no baseline
-    with `eval.baseline: false`."""
+    with `eval.baseline: false`. Both sample from what GRPO's rollouts and evals sample from
+    (the merged copy under `model.autocast`), so the baseline and the later evals share
+    numerics."""
     model, tokenizer = load_model(cfg.model, lora=None, trainable=False)
-    say("probe: can GRPO learn from the starting model?")
-    p = cfg.probe
-    probe = probe_model(
-        model,
-        tokenizer,
-        data.task,
-        data.train[: p.num_prompts],
-        k=p.k,
-        temperature=cfg.generation.temperature,
-        top_p=cfg.generation.top_p,
-        max_new_tokens=p.max_new_tokens,
-        engine=cfg.generation.engine,
-        seed=cfg.seed,
-    )
-    warm, reason = needs_warmup(probe, p.min_format_rate, p.min_signal)
-    do_sft = cfg.run_sft == "always" or (cfg.run_sft == "auto" and warm)
-    decision = f"{'running' if do_sft else 'skipping'} SFT ({cfg.run_sft}): {reason}"
-    record = {**probe.to_dict(), "run_sft": do_sft, "reason": decision}
-    write_json(out / "probe.json", record)
-    if not cfg.eval.baseline:
-        return record, None
-    say(f"baseline eval on {len(data.eval)} held-out prompts (seed {cfg.task.eval_seed})")
-    baseline = run_eval(model, tokenizer, data, cfg).metrics()
+    with sampling_view(model, cfg.model.autocast, policy_copy_dtype(cfg)) as sampler:
+        say("probe: can GRPO learn from the starting model?")
+        p = cfg.probe
+        probe = probe_model(
+            sampler,
+            tokenizer,
+            data.task,
+            data.train[: p.num_prompts],
+            k=p.k,
+            temperature=cfg.generation.temperature,
+            top_p=cfg.generation.top_p,
+            max_new_tokens=p.max_new_tokens,
+            engine=cfg.generation.engine,
+            seed=cfg.seed,
+        )
+        warm, reason = needs_warmup(probe, p.min_format_rate, p.min_signal)
+        do_sft = cfg.run_sft == "always" or (cfg.run_sft == "auto" and warm)
+        decision = f"{'running' if do_sft else 'skipping'} SFT ({cfg.run_sft}): {reason}"
+        record = {**probe.to_dict(), "run_sft": do_sft, "reason": decision}
+        write_json(out / "probe.json", record)
+        if not cfg.eval.baseline:
+            return record, None
+        say(f"baseline eval on {len(data.eval)} held-out prompts (seed {cfg.task.eval_seed})")
+        baseline = run_eval(sampler, tokenizer, data, cfg).metrics()
     write_json(out / "baseline.json", baseline)
     return record, baseline
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import torch
+
+from smarttuner import pipeline
 from smarttuner.config import PipelineConfig, build_config
+from smarttuner.grpo import trainer
 from smarttuner.pipeline import run_pipeline
 
 
@@ -142,3 +146,18 @@ def test_sft_only_eval_equals_grpo_eval_at_step_0(tiny_model_dir, tmp_path) -> N
     control = run_pipeline(build_config(PipelineConfig, None, values), say=lambda _: None)
     assert control["after_sft"] == with_grpo["after_sft"]
     assert set(with_grpo["cpu_seconds"]) == {"probe_and_baseline", "sft", "grpo", "total"}
+
+
+def test_baseline_eval_is_grpo_eval_at_step_0(tiny_adapter_dir, tmp_path, logit_spy) -> None:
+    """Starting from an adapter, the pipeline's baseline and GRPO's own eval before its first
+    update score the model through the same numerics (merged bf16 copy under autocast): a
+    gain is never a difference between two evaluation paths."""
+    seen, install = logit_spy
+    install(pipeline, "run_eval")  # the baseline
+    install(trainer, "run_eval")  # GRPO's evals: step 0, then the final one
+    values = _tiny_pipeline(tiny_adapter_dir, tmp_path, run_sft="never")
+    values["model.autocast"] = "bfloat16"
+    summary = run_pipeline(build_config(PipelineConfig, None, values), say=lambda _: None)
+    grpo = json.loads((tmp_path / "grpo" / "results.json").read_text())
+    assert summary["baseline"] == grpo["baseline"]
+    assert len(seen) == 3 and torch.equal(seen[0], seen[1])  # baseline, step 0 (then final)

@@ -87,8 +87,17 @@ def eval_(
     num_examples: Annotated[int, typer.Option(help="Prompts to score.")] = 100,
     max_new_tokens: Annotated[int, typer.Option()] = 300,
     batch_size: Annotated[int, typer.Option()] = 32,
-    output: Annotated[Path | None, typer.Option(help="Write results JSON here.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write results JSON here.")
+    ] = None,
     device: Annotated[str, typer.Option()] = "auto",
+    autocast: Annotated[
+        str,
+        typer.Option(
+            help="none (float32) or bfloat16/float16: decode as a pipeline with model.autocast "
+            "does (merged copy in that dtype), to reproduce its eval numbers."
+        ),
+    ] = "none",
     use_base_model: Annotated[
         bool, typer.Option(help="Evaluate the base model under the adapter dir --model.")
     ] = False,
@@ -146,6 +155,7 @@ def eval_(
         seed=seed,
         keep_samples=num_examples if keep_samples < 0 else keep_samples,
         device=device,
+        autocast=autocast,
     )
     results = _run(
         run_evaluation,

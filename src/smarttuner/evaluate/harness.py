@@ -21,9 +21,12 @@ from smarttuner.evaluate.passk import check_ks, evaluate_pass_at_k
 from smarttuner.evaluate.task_eval import evaluate_task
 from smarttuner.models import is_adapter_dir, load_model, resolve_model_path
 from smarttuner.outputs import write_json
+from smarttuner.rollout.policy_copy import copy_dtype_for, sampling_view
 from smarttuner.tasks import get_task
 
 log = logging.getLogger(__name__)
+
+AUTOCAST_CHOICES = ("none", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -42,12 +45,19 @@ class EvalOptions:
     seed: int = 0  # sampling seed for pass@k
     keep_samples: int = 10  # greedy completions kept in the results JSON
     device: str = "auto"
+    # "bfloat16"/"float16": decode from a merged copy in that dtype under autocast, as a
+    # pipeline's evals do with model.autocast set (same numbers); "none": float32
+    autocast: str = "none"
     task_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("num_examples", "max_new_tokens", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"eval {name} must be >= 1, got {getattr(self, name)}")
+        if self.autocast not in AUTOCAST_CHOICES:
+            raise ValueError(
+                f"eval autocast must be one of {', '.join(AUTOCAST_CHOICES)}, got {self.autocast!r}"
+            )
         if self.keep_samples < 0:
             raise ValueError(f"eval keep_samples must be >= 0, got {self.keep_samples}")
         if self.num_samples < 0:
@@ -79,33 +89,35 @@ def evaluate_model_on_task(
     spec = base_model_spec(model) if use_base_model else model
     examples = the_task.examples(options.eval_seed, options.num_examples)
     net, tokenizer = load_model(ModelConfig(name=spec, device=options.device), trainable=False)
-    greedy = evaluate_task(
-        net,
-        tokenizer,
-        the_task,
-        examples,
-        options.max_new_tokens,
-        options.batch_size,
-        engine=options.engine,
-        keep_samples=options.keep_samples,
-    )
-    metrics: dict[str, Any] = greedy.metrics()
-    if options.num_samples:
-        sampled = evaluate_pass_at_k(
-            net,
+    copy_dtype = copy_dtype_for("auto", options.autocast, options.engine)
+    with sampling_view(net, options.autocast, copy_dtype) as sampler:
+        greedy = evaluate_task(
+            sampler,
             tokenizer,
             the_task,
             examples,
-            options.num_samples,
-            list(options.pass_k),
             options.max_new_tokens,
-            temperature=options.temperature,
-            top_p=options.top_p,
-            batch_size=options.batch_size,
+            options.batch_size,
             engine=options.engine,
-            seed=options.seed,
+            keep_samples=options.keep_samples,
         )
-        metrics.update(sampled.metrics())
+        metrics: dict[str, Any] = greedy.metrics()
+        if options.num_samples:
+            sampled = evaluate_pass_at_k(
+                sampler,
+                tokenizer,
+                the_task,
+                examples,
+                options.num_samples,
+                list(options.pass_k),
+                options.max_new_tokens,
+                temperature=options.temperature,
+                top_p=options.top_p,
+                batch_size=options.batch_size,
+                engine=options.engine,
+                seed=options.seed,
+            )
+            metrics.update(sampled.metrics())
     del net
     gc.collect()
     return {"model": model, "evaluated": spec, "metrics": metrics, "samples": greedy.samples}
@@ -142,6 +154,7 @@ def run_evaluation(
         "model": label,
         "task": task,
         "eval_seed": options.eval_seed,
+        "autocast": options.autocast,
         "final": after["metrics"],
         "samples": {"final": after["samples"]},
     }

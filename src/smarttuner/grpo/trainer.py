@@ -79,7 +79,7 @@ from smarttuner.outputs import prepare_output_dir, reset_run_files, write_json
 from smarttuner.prompts import context_length, encode_prompts, render_prompt
 from smarttuner.rewards import NamedReward, build_reward
 from smarttuner.rollout import SamplingParams, get_engine, on_model, sync_weights
-from smarttuner.rollout.policy_copy import PolicyCopy, policy_copy_dtype
+from smarttuner.rollout.policy_copy import PolicyCopy, policy_copy_dtype, sampling_view
 from smarttuner.tasks import get_task
 from smarttuner.tasks.base import Example, Task
 from smarttuner.tasks.curriculum import curriculum_pools
@@ -220,9 +220,7 @@ def evaluate_model(cfg: GRPOConfig, data: RunData) -> EvalResult:
     step 0 does it: same sampler (the merged copy when `generation.policy_copy` applies), same
     autocast, same settings."""
     model, tokenizer = load_model(cfg.model, lora=None, trainable=False)
-    copy_dtype = policy_copy_dtype(cfg)
-    sampler = PolicyCopy(model, copy_dtype).model if copy_dtype is not None else model
-    with autocast_context(cfg.model.autocast, model.device):
+    with sampling_view(model, cfg.model.autocast, policy_copy_dtype(cfg)) as sampler:
         return run_eval(sampler, tokenizer, data, cfg)
 
 

@@ -13,13 +13,15 @@ still computed by the trained model.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 
 import torch
 from transformers import PreTrainedModel
 
 from smarttuner.config import GRPOConfig
-from smarttuner.models import is_peft
+from smarttuner.models import autocast_context, is_peft
 
 ACTIVE = "<active adapter>"
 
@@ -57,12 +59,16 @@ class PolicyCopy:
         from peft.tuners.lora import LoraLayer
 
         adapter = self.adapter
-        for name, module in model.named_modules():
-            if isinstance(module, LoraLayer):
-                weight = module.base_layer.weight
-                if adapter in module.lora_A:
-                    weight = weight + module.get_delta_weight(adapter)
-                self._params[plain_name(f"{name}.weight")].copy_(weight)
+        # W + scale · B A in the weights' own dtype, rounded once into the copy: under an
+        # ambient autocast B A would be a bf16 matmul, and the copy would depend on where
+        # it was refreshed (a pipeline's baseline eval against GRPO's step-0 eval)
+        with torch.autocast(model.device.type, enabled=False):
+            for name, module in model.named_modules():
+                if isinstance(module, LoraLayer):
+                    weight = module.base_layer.weight
+                    if adapter in module.lora_A:
+                        weight = weight + module.get_delta_weight(adapter)
+                    self._params[plain_name(f"{name}.weight")].copy_(weight)
         if adapter is None:
             return
         for name, p in model.named_parameters():  # anything else being trained (modules_to_save)
@@ -74,10 +80,21 @@ def policy_copy_dtype(cfg: GRPOConfig) -> torch.dtype | None:
     """The dtype of the sampling copy `cfg` asks for, or None for no copy. 'auto' makes one
     when training under autocast with an in-process engine (vLLM holds its own weights; a
     4-bit model cannot be merged)."""
-    setting, autocast = cfg.generation.policy_copy, cfg.model.autocast
+    return copy_dtype_for(
+        cfg.generation.policy_copy,
+        cfg.model.autocast,
+        cfg.generation.engine,
+        cfg.model.load_in_4bit,
+    )
+
+
+def copy_dtype_for(
+    setting: str, autocast: str, engine: str = "auto", load_in_4bit: bool = False
+) -> torch.dtype | None:
+    """`policy_copy_dtype` from its four inputs (for callers without a GRPOConfig)."""
     if setting == "off" or (setting == "auto" and autocast == "none"):
         return None
-    if cfg.generation.engine == "vllm" or cfg.model.load_in_4bit:
+    if engine == "vllm" or load_in_4bit:
         if setting == "on":
             raise ValueError(
                 "generation.policy_copy 'on' needs the fast or hf engine and a model that is "
@@ -85,3 +102,20 @@ def policy_copy_dtype(cfg: GRPOConfig) -> torch.dtype | None:
             )
         return None
     return getattr(torch, autocast) if autocast != "none" else torch.float32
+
+
+@contextlib.contextmanager
+def sampling_view(
+    model: PreTrainedModel, autocast: str, copy_dtype: torch.dtype | None
+) -> Iterator[PreTrainedModel]:
+    """The model to sample from, with `autocast` entered: a merged copy in `copy_dtype`, or
+    `model` itself for None. Evaluations that go through this with the same settings as a
+    GRPO run's rollouts see the same numerics; in bf16, greedy decoding of a 135M model flips
+    a few prompts in a hundred against float32, enough to fake or hide a small gain when a
+    baseline and a final eval take different paths."""
+    sampler = PolicyCopy(model, copy_dtype).model if copy_dtype is not None else model
+    try:
+        with autocast_context(autocast, model.device):
+            yield sampler
+    finally:
+        del sampler

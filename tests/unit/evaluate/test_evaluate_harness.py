@@ -3,33 +3,25 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM
 from typer.testing import CliRunner
 
 from smarttuner.cli import app
+from smarttuner.config import GRPOConfig, build_config
+from smarttuner.evaluate import harness
 from smarttuner.evaluate.harness import EvalOptions, base_model_spec, run_evaluation
+from smarttuner.grpo import trainer
 
 SMALL = EvalOptions(num_examples=2, max_new_tokens=6, batch_size=4, keep_samples=1)
 
 
-@pytest.fixture(scope="module")
-def adapter_dir(tiny_model_dir: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A LoRA adapter on the tiny model with non-zero B, so it changes the outputs."""
-    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)
-    path = tmp_path_factory.mktemp("adapter")
-    model.save_pretrained(path)
-    return str(path)
+@pytest.fixture()
+def adapter_dir(tiny_adapter_dir: str) -> str:
+    return tiny_adapter_dir
 
 
 def test_one_model_greedy_and_pass_at_k(tiny_model_dir: str, tmp_path: Path) -> None:
@@ -81,15 +73,46 @@ def test_eval_command_writes_a_before_after_table(
     args = [
         "eval", "--model", adapter_dir, "--compare-to", tiny_model_dir, "--task", "arithmetic",
         "--num-examples", "3", "--max-new-tokens", "6", "--num-samples", "2", "--pass-k", "1,2",
-        "--device", "cpu", "--output", str(out), "--keep-samples", "-1",
+        "--device", "cpu", "-o", str(out), "--keep-samples", "-1", "--autocast", "bfloat16",
     ]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "pass@2" in result.output and "change" in result.output
     saved = json.loads(out.read_text())
     assert set(saved) >= {"baseline", "final", "labels", "samples", "task", "model"}
+    assert saved["autocast"] == "bfloat16"
     assert [len(saved["samples"][k]) for k in ("baseline", "final")] == [3, 3]  # -1: all kept
     bad = CliRunner().invoke(app, ["eval", "--model", tiny_model_dir, "--pass-k", "one"])
     assert bad.exit_code == 2 and bad.output.startswith("error:")
     base = CliRunner().invoke(app, ["eval", "--model", tiny_model_dir, "--use-base-model"])
     assert base.exit_code == 2 and "adapter" in base.output
+    fp8 = CliRunner().invoke(app, ["eval", "--model", tiny_model_dir, "--autocast", "fp8"])
+    assert fp8.exit_code == 2 and "eval autocast must be one of" in fp8.output
+
+
+def test_autocast_eval_is_the_pipeline_eval(adapter_dir: str, logit_spy) -> None:
+    """`--autocast bfloat16` decodes as a pipeline's evals do with model.autocast bfloat16 (the
+    merged bf16 copy under autocast): the same logits as `evaluate_model`, other than float32's."""
+    seen, install = logit_spy
+    install(harness, "evaluate_task")
+    install(trainer, "evaluate_task")
+    options = EvalOptions(num_examples=2, max_new_tokens=4, batch_size=2)
+    bf16 = run_evaluation(adapter_dir, "arithmetic", replace(options, autocast="bfloat16"))
+    values = {
+        "model.name": adapter_dir,
+        "model.autocast": "bfloat16",
+        "task.name": "arithmetic",
+        "eval.num_examples": 2,
+        "eval.batch_size": 2,
+        "eval.max_new_tokens": 4,
+    }
+    cfg = build_config(GRPOConfig, None, values)
+    assert bf16["final"] == trainer.evaluate_model(cfg, trainer.prepare_data(cfg)).metrics()
+    float32 = run_evaluation(adapter_dir, "arithmetic", options)
+    assert bf16["autocast"] == "bfloat16" and float32["autocast"] == "none"
+    assert torch.equal(seen[0], seen[1]) and not torch.equal(seen[0], seen[2])
+
+
+def test_unknown_autocast_is_refused() -> None:
+    with pytest.raises(ValueError, match="eval autocast must be one of none, bfloat16, float16"):
+        EvalOptions(autocast="fp8")
