@@ -39,6 +39,9 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+Autocast = Literal["none", "bfloat16", "float16"]  # model.autocast, `smarttuner eval --autocast`
+
+
 class ModelConfig(_Section):
     name: str = Field(
         BUNDLED_MODEL,
@@ -53,7 +56,7 @@ class ModelConfig(_Section):
         description="Weight dtype; auto is float32 on CPU and bfloat16 on GPUs that have it.",
     )
     trust_remote_code: bool = Field(False, description="Allow custom model code from the hub.")
-    autocast: Literal["none", "bfloat16", "float16"] = Field(
+    autocast: Autocast = Field(
         "none",
         description="Run matmuls in this dtype under torch.autocast (weights stay in `dtype`); "
         "bfloat16 is ~2x faster training on CPUs with AVX512-BF16/AMX (see docs/RESULTS.md).",

@@ -14,9 +14,9 @@ import gc
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from smarttuner.config import ModelConfig
+from smarttuner.config import Autocast, ModelConfig
 from smarttuner.evaluate.passk import check_ks, evaluate_pass_at_k
 from smarttuner.evaluate.task_eval import evaluate_task
 from smarttuner.models import is_adapter_dir, load_model, resolve_model_path
@@ -26,7 +26,7 @@ from smarttuner.tasks import get_task
 
 log = logging.getLogger(__name__)
 
-AUTOCAST_CHOICES = ("none", "bfloat16", "float16")
+AUTOCAST_CHOICES = get_args(Autocast)
 
 
 @dataclass(frozen=True)

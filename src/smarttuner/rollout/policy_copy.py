@@ -114,8 +114,5 @@ def sampling_view(
     a few prompts in a hundred against float32, enough to fake or hide a small gain when a
     baseline and a final eval take different paths."""
     sampler = PolicyCopy(model, copy_dtype).model if copy_dtype is not None else model
-    try:
-        with autocast_context(autocast, model.device):
-            yield sampler
-    finally:
-        del sampler
+    with autocast_context(autocast, model.device):
+        yield sampler

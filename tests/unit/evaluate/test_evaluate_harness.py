@@ -19,11 +19,6 @@ from smarttuner.grpo import trainer
 SMALL = EvalOptions(num_examples=2, max_new_tokens=6, batch_size=4, keep_samples=1)
 
 
-@pytest.fixture()
-def adapter_dir(tiny_adapter_dir: str) -> str:
-    return tiny_adapter_dir
-
-
 def test_one_model_greedy_and_pass_at_k(tiny_model_dir: str, tmp_path: Path) -> None:
     options = EvalOptions(
         num_examples=2, max_new_tokens=6, batch_size=4, num_samples=3, pass_k=(1, 3)
@@ -39,20 +34,20 @@ def test_one_model_greedy_and_pass_at_k(tiny_model_dir: str, tmp_path: Path) -> 
     assert len(saved["samples"]["final"]) == 2  # keep_samples default 10, only 2 prompts
 
 
-def test_base_model_of_an_adapter(adapter_dir: str, tiny_model_dir: str) -> None:
-    assert base_model_spec(adapter_dir) == tiny_model_dir
+def test_base_model_of_an_adapter(tiny_adapter_dir: str, tiny_model_dir: str) -> None:
+    assert base_model_spec(tiny_adapter_dir) == tiny_model_dir
     with pytest.raises(ValueError, match="needs a PEFT adapter directory"):
         base_model_spec(tiny_model_dir)
-    compared = run_evaluation(adapter_dir, "arithmetic", SMALL, compare_base=True)
-    base_only = run_evaluation(adapter_dir, "arithmetic", SMALL, use_base_model=True)
+    compared = run_evaluation(tiny_adapter_dir, "arithmetic", SMALL, compare_base=True)
+    base_only = run_evaluation(tiny_adapter_dir, "arithmetic", SMALL, use_base_model=True)
     plain = run_evaluation(tiny_model_dir, "arithmetic", SMALL)
     # the base under the adapter is the tiny model itself: same greedy completions
     assert base_only["samples"]["final"] == plain["samples"]["final"]
     assert compared["samples"]["baseline"] == plain["samples"]["final"]
-    assert compared["labels"] == {"baseline": tiny_model_dir, "final": adapter_dir}
+    assert compared["labels"] == {"baseline": tiny_model_dir, "final": tiny_adapter_dir}
     assert compared["samples"]["final"] != compared["samples"]["baseline"]  # adapter acts
     with pytest.raises(ValueError, match="not both"):
-        run_evaluation(adapter_dir, "arithmetic", SMALL, compare_to="x", compare_base=True)
+        run_evaluation(tiny_adapter_dir, "arithmetic", SMALL, compare_to="x", compare_base=True)
 
 
 def test_options_are_checked_before_any_work() -> None:
@@ -67,11 +62,11 @@ def test_options_are_checked_before_any_work() -> None:
 
 
 def test_eval_command_writes_a_before_after_table(
-    adapter_dir: str, tiny_model_dir: str, tmp_path: Path
+    tiny_adapter_dir: str, tiny_model_dir: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "cmp.json"
     args = [
-        "eval", "--model", adapter_dir, "--compare-to", tiny_model_dir, "--task", "arithmetic",
+        "eval", "--model", tiny_adapter_dir, "--compare-to", tiny_model_dir, "--task", "arithmetic",
         "--num-examples", "3", "--max-new-tokens", "6", "--num-samples", "2", "--pass-k", "1,2",
         "--device", "cpu", "-o", str(out), "--keep-samples", "-1", "--autocast", "bfloat16",
     ]  # fmt: skip
@@ -90,16 +85,16 @@ def test_eval_command_writes_a_before_after_table(
     assert fp8.exit_code == 2 and "eval autocast must be one of" in fp8.output
 
 
-def test_autocast_eval_is_the_pipeline_eval(adapter_dir: str, logit_spy) -> None:
+def test_autocast_eval_is_the_pipeline_eval(tiny_adapter_dir: str, logit_spy) -> None:
     """`--autocast bfloat16` decodes as a pipeline's evals do with model.autocast bfloat16 (the
     merged bf16 copy under autocast): the same logits as `evaluate_model`, other than float32's."""
     seen, install = logit_spy
     install(harness, "evaluate_task")
     install(trainer, "evaluate_task")
     options = EvalOptions(num_examples=2, max_new_tokens=4, batch_size=2)
-    bf16 = run_evaluation(adapter_dir, "arithmetic", replace(options, autocast="bfloat16"))
+    bf16 = run_evaluation(tiny_adapter_dir, "arithmetic", replace(options, autocast="bfloat16"))
     values = {
-        "model.name": adapter_dir,
+        "model.name": tiny_adapter_dir,
         "model.autocast": "bfloat16",
         "task.name": "arithmetic",
         "eval.num_examples": 2,
@@ -108,7 +103,7 @@ def test_autocast_eval_is_the_pipeline_eval(adapter_dir: str, logit_spy) -> None
     }
     cfg = build_config(GRPOConfig, None, values)
     assert bf16["final"] == trainer.evaluate_model(cfg, trainer.prepare_data(cfg)).metrics()
-    float32 = run_evaluation(adapter_dir, "arithmetic", options)
+    float32 = run_evaluation(tiny_adapter_dir, "arithmetic", options)
     assert bf16["autocast"] == "bfloat16" and float32["autocast"] == "none"
     assert torch.equal(seen[0], seen[1]) and not torch.equal(seen[0], seen[2])
 
