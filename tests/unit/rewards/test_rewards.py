@@ -71,6 +71,27 @@ def test_correctness_reward_is_the_task_score() -> None:
     assert call(fn, completions) == pytest.approx([1.0, 0.8, 0.4, 0.2, 0.0])
 
 
+def test_correctness_without_partial_credit_pays_only_full_marks() -> None:
+    """The same completions as above: 1 where the task counts the answer right, else 0."""
+    fn = build_reward("correctness", TASK, {"partial_credit": False})
+    completions = [
+        GOOD,
+        "The answer is <answer>14</answer>",  # right answer, sloppy format: still right
+        "<think>x</think><answer>15</answer>",
+        "<think>x</think><answer>99</answer>",
+        "14",
+    ]
+    expected = [1.0 if TASK.is_correct(c, GOLD) else 0.0 for c in completions]
+    assert call(fn, completions) == expected == [1.0, 1.0, 0.0, 0.0, 0.0]
+
+
+def test_correctness_refuses_unknown_or_non_boolean_params() -> None:
+    with pytest.raises(ValueError, match="unknown parameter"):
+        build_reward("correctness", TASK, {"partial": False})
+    with pytest.raises(ValueError, match="partial_credit must be true or false"):
+        build_reward("correctness", TASK, {"partial_credit": "no"})
+
+
 def test_correctness_uses_each_samples_own_example() -> None:
     fn = build_reward("correctness", TASK, {})
     other = Example(question="q", answer="15")
