@@ -134,14 +134,15 @@ def sft_step_due(step: int, total: int, lines: int = 20) -> bool:
 
 
 def sft_step_line(record: dict[str, Any]) -> str:
-    """ "SFT step 50/500 (epoch 1): loss 0.4123  3.1 s/step  ~23 min left of training"."""
+    """ "SFT step 50/500 (epoch 1): loss 0.4123  3.1 s/step  ~23 min left of training", and the
+    memory (`memory_text`) when the record has it."""
     step, total = record["step"], record["total_steps"]
     per_step = record["elapsed_seconds"] / step
     left = per_step * (total - step)
     eta = f"~{left / 60:.0f} min left" if left >= 90 else f"~{left:.0f} s left"
     return (
         f"SFT step {step}/{total} (epoch {record['epoch']}): loss {record['loss']:.4f}  "
-        f"{per_step:.1f} s/step  {eta} of training"
+        f"{per_step:.1f} s/step  {eta} of training{memory_text(record)}"
     )
 
 

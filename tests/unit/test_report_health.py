@@ -131,3 +131,5 @@ def test_sft_prints_about_twenty_step_lines_with_the_time_left() -> None:
     )
     end = {**record, "step": 499, "elapsed_seconds": 499 * 3.1}
     assert sft_step_line(end).endswith("~3 s left of training")
+    with_memory = {**record, "rss_mb": 3.0 * 1024, "peak_rss_mb": 4.5 * 1024}
+    assert sft_step_line(with_memory).endswith("of training  RSS 3.0 GB (peak 4.5)")

@@ -255,6 +255,7 @@ def train_sft(
                         "epoch": epoch,
                         "loss": loss,
                         "elapsed_seconds": train_seconds,
+                        **memory_record(),
                     }
                 )
         record: dict[str, Any] = {

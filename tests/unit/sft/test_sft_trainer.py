@@ -120,6 +120,7 @@ def test_sft_logs_every_epoch_and_step_and_keeps_eval_prompts_out(tiny_model_dir
         (6, 2, 6),
     ]
     assert all(r["loss"] > 0 and r["elapsed_seconds"] > 0 for r in steps)
+    assert all(0 < r["rss_mb"] <= r["peak_rss_mb"] for r in steps)  # memory of every step
     assert [r["elapsed_seconds"] for r in steps] == sorted(r["elapsed_seconds"] for r in steps)
     lines = [json.loads(x) for x in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2]
