@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from smarttuner.evaluate.harness import EvalOptions, evaluate_model_on_task
+from smarttuner.evaluate.harness import AUTOCAST_CHOICES, EvalOptions, evaluate_model_on_task
 from smarttuner.outputs import write_json
 
 WEIGHTS = "adapter_model.safetensors"
@@ -85,6 +85,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--eval-seed", type=int, default=123)
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument(
+        "--autocast",
+        default="none",
+        choices=AUTOCAST_CHOICES,
+        help="as `smarttuner eval --autocast`; bfloat16 scores as a bf16 recipe's pipeline does",
+    )
     args = parser.parse_args()
     if args.output.exists():
         raise SystemExit(f"error: {args.output} exists; choose another --output")
@@ -100,6 +106,7 @@ def main() -> None:
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         keep_samples=args.num_examples,
+        autocast=args.autocast,
     )
     variants = [("alpha 0 (start)", start)]
     if len(ends) > 1:
