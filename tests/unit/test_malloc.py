@@ -81,3 +81,27 @@ def test_release_hands_freed_heap_pages_back():
     assert malloc.release_freed_memory()
     assert held - rss_mb() > 256  # most of the 512 MiB went back
     del keep
+
+
+def guard_with(readings, factor=1.25):
+    values, released = iter(readings), []
+    guard = malloc.HeapGrowthGuard(factor, lambda: next(values), lambda: released.append(1))
+    return guard, released
+
+
+def test_guard_hands_memory_back_only_when_the_heap_has_grown_past_the_factor():
+    # first step sets the base (8000); like-sized steps reuse; 10,500 > 1.25 x 8000 releases;
+    # the next step after a release sets a new base (4000), from which 5100 is growth again
+    guard, released = guard_with([8000, 9000, 10000, 10500, 4000, 4900, 5100])
+    assert [guard.after_step() for _ in range(7)] == [False, False, False, True, False, False, True]
+    assert len(released) == guard.releases == 2
+
+
+def test_guard_does_nothing_without_an_rss_reading():
+    guard, released = guard_with([None, None, None])
+    assert not any(guard.after_step() for _ in range(3)) and released == [] and guard.base is None
+
+
+def test_guard_refuses_a_factor_that_would_release_every_step():
+    with pytest.raises(ValueError, match="factor must be > 1"):
+        malloc.HeapGrowthGuard(1.0)

@@ -20,7 +20,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from smarttuner.config import SFTConfig, SFTSettings, dump_config
 from smarttuner.evaluate import evaluate_task
-from smarttuner.malloc import release_freed_memory
+from smarttuner.malloc import HeapGrowthGuard, release_freed_memory
 from smarttuner.memory import memory_record
 from smarttuner.models import autocast_context, load_model, save_model
 from smarttuner.outputs import prepare_output_dir, reset_run_files, write_json
@@ -222,6 +222,7 @@ def train_sft(
     start = time.perf_counter()
     step, epoch, history, train_seconds = 0, 0, [], 0.0
     autocast = autocast_context(cfg.model.autocast, model.device)
+    heap = HeapGrowthGuard()  # batches change shape: keep the reused heap from ratcheting up
     while step < total_steps:
         epoch += 1
         order = list(range(len(data.train_rows)))
@@ -244,6 +245,7 @@ def train_sft(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss)
+            heap.after_step()
             step += 1
             train_seconds += time.perf_counter() - batch_start
             if on_step:
@@ -264,6 +266,7 @@ def train_sft(
             "step": step,
             "train_loss": sum(losses) / max(len(losses), 1),
             "lr": scheduler.get_last_lr()[0],
+            "heap_releases": heap.releases,
         }
         release_freed_memory()  # training buffers kept for reuse: not needed to validate
         with autocast:
