@@ -13,9 +13,9 @@ updates are mostly noise have cosine near 0, and their mean is about 1/sqrt(n) a
 
 Each variant is scored greedily on the task's eval seed by the same function as
 `smarttuner eval`; the table gives accuracy and the prompts lost and gained against the
-start adapter (paired, same prompts). If random steps lose as much as the update, the
-update's held-out loss is what any step that size costs here; if -1 (the update reversed)
-loses too, the start adapter sits at a sharp optimum.
+start adapter (paired, same prompts) with the sign test of that split. If random steps lose
+as much as the update, the update's held-out loss is what any step that size costs here; if
+-1 (the update reversed) loses too, the start adapter sits at a sharp optimum.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from smarttuner.evaluate.harness import AUTOCAST_CHOICES, EvalOptions, evaluate_model_on_task
+from smarttuner.evaluate.paired import paired_greedy
 from smarttuner.outputs import write_json
 
 WEIGHTS = "adapter_model.safetensors"
@@ -124,15 +125,14 @@ def main() -> None:
     base: list[bool] = []
     for name, weights in variants:
         result = evaluate_variant(args.start, weights, args.task, options)
-        correct = [s["correct"] for s in result["samples"]]
-        base = base or correct
-        lost = sum(b and not c for b, c in zip(base, correct, strict=True))
-        gained = sum(c and not b for b, c in zip(base, correct, strict=True))
-        row = {"variant": name, **result["metrics"], "lost": lost, "gained": gained}
+        base = base or result["correct"]
+        paired = paired_greedy(base, result["correct"])
+        row = {"variant": name, **result["metrics"], **paired}
         rows.append(row)
         print(
             f"{name:18s} accuracy {row['accuracy']:.3f}  format {row['format_rate']:.3f}  "
-            f"lost {lost:3d}  gained {gained:3d}",
+            f"lost {paired['lost']:3d}  gained {paired['gained']:3d}  "
+            f"p {paired['sign_test_p']:.3g}",
             flush=True,
         )
     summary = {"start": str(args.start), "end": [str(p) for p in args.end], "rows": rows}

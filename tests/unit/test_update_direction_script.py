@@ -90,3 +90,31 @@ def test_bad_input_is_one_line_error(tmp_path: Path, case: str) -> None:
         assert output.read_text() == "kept"
     else:
         assert not output.exists()
+
+
+def test_main_scores_each_variant_paired_against_the_start(
+    tiny_adapter_dir: str, tmp_path: Path, monkeypatch
+) -> None:
+    import json
+    import shutil
+
+    from safetensors.torch import load_file
+
+    end = tmp_path / "end"
+    shutil.copytree(tiny_adapter_dir, end)
+    weights = load_file(str(end / update_direction.WEIGHTS))
+    save_file({k: v * 3 for k, v in weights.items()}, str(end / update_direction.WEIGHTS))
+    output = tmp_path / "rows.json"
+    argv = ["--start", tiny_adapter_dir, "--end", str(end), "--alphas", "1", "--random", "1"]
+    argv += ["--num-examples", "4", "--max-new-tokens", "4", "--output", str(output)]
+    monkeypatch.setattr(sys, "argv", ["update_direction.py", *argv])
+    update_direction.main()
+    rows = json.loads(output.read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["alpha 0 (start)", "alpha 1", "random seed 0"]
+    start = rows[0]
+    assert (start["lost"], start["gained"], start["sign_test_p"]) == (0, 0, 1.0)
+    for row in rows:  # every variant's accuracy is the start's, moved by what it lost and gained
+        assert row["accuracy"] == pytest.approx(
+            start["accuracy"] + (row["gained"] - row["lost"]) / 4
+        )
+        assert 0.0 <= row["sign_test_p"] <= 1.0

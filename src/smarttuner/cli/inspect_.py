@@ -168,6 +168,10 @@ def eval_(
         compare_base=compare_base,
     )
     console.print(results_table(results))
+    if "paired" in results:
+        from smarttuner.evaluate.paired import paired_text
+
+        console.print(paired_text(results["paired"]))
     if output is not None:
         console.print(f"results: {output}")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from smarttuner.config import Autocast, ModelConfig
+from smarttuner.evaluate.paired import paired_greedy, paired_sampled
 from smarttuner.evaluate.passk import check_ks, evaluate_pass_at_k
 from smarttuner.evaluate.task_eval import evaluate_task
 from smarttuner.models import is_adapter_dir, load_model, resolve_model_path
@@ -102,6 +103,7 @@ def evaluate_model_on_task(
             keep_samples=options.keep_samples,
         )
         metrics: dict[str, Any] = greedy.metrics()
+        sample_counts: list[int] | None = None
         if options.num_samples:
             sampled = evaluate_pass_at_k(
                 sampler,
@@ -118,9 +120,37 @@ def evaluate_model_on_task(
                 seed=options.seed,
             )
             metrics.update(sampled.metrics())
+            sample_counts = sampled.correct_counts
     del net
     gc.collect()
-    return {"model": model, "evaluated": spec, "metrics": metrics, "samples": greedy.samples}
+    return {
+        "model": model,
+        "evaluated": spec,
+        "metrics": metrics,
+        "samples": greedy.samples,
+        "correct": greedy.correct,
+        "sample_correct_counts": sample_counts,
+    }
+
+
+def paired_results(
+    before: dict[str, Any], after: dict[str, Any], num_samples: int
+) -> dict[str, Any]:
+    """Prompt-by-prompt comparison of two `evaluate_model_on_task` results on the same prompts,
+    with the per-prompt data it was computed from."""
+    paired: dict[str, Any] = {
+        "greedy": {
+            **paired_greedy(before["correct"], after["correct"]),
+            "correct": {"baseline": before["correct"], "final": after["correct"]},
+        }
+    }
+    if num_samples:
+        counts = before["sample_correct_counts"], after["sample_correct_counts"]
+        paired["sampled"] = {
+            **paired_sampled(*counts, num_samples),
+            "correct_counts": {"baseline": counts[0], "final": counts[1]},
+        }
+    return paired
 
 
 def run_evaluation(
@@ -137,8 +167,10 @@ def run_evaluation(
     Returns (and writes to `output`) a results dict:
 
     - one model: `{model, task, eval_seed, final: metrics, samples}`;
-    - two models: `{model, task, eval_seed, baseline, final, labels, samples}` where
-      baseline = `compare_to`, final = `model`.
+    - two models: `{model, task, eval_seed, baseline, final, labels, samples, paired}` where
+      baseline = `compare_to`, final = `model`, and `paired` compares them prompt by prompt
+      (greedy gained / lost; with samples, prompts with more / fewer right samples; each with
+      an exact sign test, `paired.py`).
     """
     options = options or EvalOptions()
     get_task(task, **options.task_params)  # an unknown task fails before any model loads
@@ -163,6 +195,7 @@ def run_evaluation(
         results["baseline"] = before["metrics"]
         results["samples"]["baseline"] = before["samples"]
         results["labels"] = {"baseline": compare_to, "final": label}
+        results["paired"] = paired_results(before, after, options.num_samples)
     if output is not None:
         write_json(Path(output), results)
         log.info("wrote %s", output)

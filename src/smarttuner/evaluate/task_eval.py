@@ -25,6 +25,7 @@ class EvalResult:
     n: int
     samples: list[dict[str, Any]] = field(default_factory=list)
     balanced_accuracy: float | None = None  # mean per-class recall (yes/no style tasks)
+    correct: list[bool] = field(default_factory=list)  # per prompt, for paired comparisons
 
     def metrics(self) -> dict[str, float]:
         extra = (
@@ -83,4 +84,5 @@ def evaluate_task(
         n=len(examples),
         samples=samples,
         balanced_accuracy=balanced_accuracy(correct, examples),
+        correct=correct,
     )

@@ -77,6 +77,19 @@ def test_eval_command_writes_a_before_after_table(
     assert set(saved) >= {"baseline", "final", "labels", "samples", "task", "model"}
     assert saved["autocast"] == "bfloat16"
     assert [len(saved["samples"][k]) for k in ("baseline", "final")] == [3, 3]  # -1: all kept
+    paired = saved["paired"]  # prompt by prompt, from the same greedy and sampled results
+    greedy = paired["greedy"]["correct"]
+    assert [sum(greedy[k]) / 3 for k in ("baseline", "final")] == [
+        saved[k]["accuracy"] for k in ("baseline", "final")
+    ]
+    counts = paired["sampled"]["correct_counts"]
+    assert [sum(counts[k]) / 6 for k in ("baseline", "final")] == [
+        saved[k]["sample_accuracy"] for k in ("baseline", "final")
+    ]
+    assert paired["sampled"]["mean_change"] == pytest.approx(
+        saved["final"]["sample_accuracy"] - saved["baseline"]["sample_accuracy"]
+    )
+    assert "paired greedy:" in result.output and "paired sampled:" in result.output
     bad = CliRunner().invoke(app, ["eval", "--model", tiny_model_dir, "--pass-k", "one"])
     assert bad.exit_code == 2 and bad.output.startswith("error:")
     base = CliRunner().invoke(app, ["eval", "--model", tiny_model_dir, "--use-base-model"])
