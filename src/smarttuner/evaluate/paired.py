@@ -24,26 +24,30 @@ def sign_test_p(wins: int, losses: int) -> float:
     return min(1.0, 2 * tail)
 
 
+def changed(before: list[int] | list[bool], after: list[int] | list[bool]) -> tuple[int, int]:
+    """Prompts whose score went up and went down from `before` to `after` (same prompts, same
+    order; a bool counts as 0/1)."""
+    if len(before) != len(after):
+        raise ValueError(f"paired results need the same prompts: {len(before)} != {len(after)}")
+    up = sum(a > b for b, a in zip(before, after, strict=True))
+    down = sum(a < b for b, a in zip(before, after, strict=True))
+    return up, down
+
+
 def paired_greedy(before: list[bool], after: list[bool]) -> dict[str, Any]:
     """Prompts `after` gets right that `before` got wrong (gained), the reverse (lost), and the
     sign test of that split."""
-    if len(before) != len(after):
-        raise ValueError(f"paired results need the same prompts: {len(before)} != {len(after)}")
-    gained = sum(a and not b for b, a in zip(before, after, strict=True))
-    lost = sum(b and not a for b, a in zip(before, after, strict=True))
+    gained, lost = changed(before, after)
     return {"gained": gained, "lost": lost, "sign_test_p": sign_test_p(gained, lost)}
 
 
 def paired_sampled(before: list[int], after: list[int], num_samples: int) -> dict[str, Any]:
     """Right samples per prompt (of `num_samples`) before and after: prompts with more right
     samples after, with fewer, the mean change in per-prompt sample accuracy, and the sign test."""
-    if len(before) != len(after):
-        raise ValueError(f"paired results need the same prompts: {len(before)} != {len(after)}")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    more = sum(a > b for b, a in zip(before, after, strict=True))
-    fewer = sum(a < b for b, a in zip(before, after, strict=True))
-    change = sum(a - b for b, a in zip(before, after, strict=True))
+    more, fewer = changed(before, after)
+    change = sum(after) - sum(before)
     return {
         "prompts_more_right": more,
         "prompts_fewer_right": fewer,
