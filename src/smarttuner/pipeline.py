@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from smarttuner.config import PipelineConfig, SFTConfig, dump_config
-from smarttuner.evaluate.probe import needs_warmup, probe_model
+from smarttuner.evaluate.probe import needs_warmup, probe_model, sft_decision
 from smarttuner.grpo.trainer import evaluate_model, prepare_data, run_eval, train_grpo
 from smarttuner.malloc import release_freed_memory
 from smarttuner.memory import peak_rss_mb
@@ -74,9 +74,9 @@ def _probe_and_baseline(cfg: PipelineConfig, data, out: Path, say: Say) -> tuple
             engine=cfg.generation.engine,
             seed=cfg.seed,
         )
-        warm, reason = needs_warmup(probe, p.min_format_rate, p.min_signal)
-        do_sft = cfg.run_sft == "always" or (cfg.run_sft == "auto" and warm)
-        decision = f"{'running' if do_sft else 'skipping'} SFT ({cfg.run_sft}): {reason}"
+        do_sft, decision = sft_decision(
+            cfg.run_sft, *needs_warmup(probe, p.min_format_rate, p.min_signal)
+        )
         record = {**probe.to_dict(), "run_sft": do_sft, "reason": decision}
         write_json(out / "probe.json", record)
         if not cfg.eval.baseline:

@@ -78,6 +78,9 @@ def test_pipeline_never_sft_skips_it(tiny_model_dir, tmp_path) -> None:
     summary = run_pipeline(cfg, say=lambda _: None)
     assert summary["sft_ran"] is False and "after_sft" not in summary
     assert not (out / "sft").exists()
+    # the tiny model writes no tags, so the probe asked for SFT: the line says it was overruled
+    reason = json.loads((out / "probe.json").read_text())["reason"]
+    assert reason.startswith("skipping SFT (run_sft: never, overriding the probe): format rate")
 
 
 def test_pipeline_without_baseline_evals_only_the_final_model(tiny_model_dir, tmp_path) -> None:

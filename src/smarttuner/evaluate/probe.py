@@ -87,3 +87,14 @@ def needs_warmup(
         f"format rate {result.format_rate:.0%} and {result.reward_variance_fraction:.0%} "
         "of prompts with reward variance: GRPO can start directly"
     )
+
+
+def sft_decision(run_sft: str, warm: bool, reason: str) -> tuple[bool, str]:
+    """Whether the pipeline runs SFT under `run_sft` ("auto", "always" or "never") given the
+    probe's advice (`warm`, `reason`), and the line that says so. When the setting overrules
+    the probe, the line says that, so its reason is not read as the cause."""
+    do_sft = run_sft == "always" or (run_sft == "auto" and warm)
+    verb = "running" if do_sft else "skipping"
+    if run_sft == "auto" or do_sft == warm:
+        return do_sft, f"{verb} SFT ({run_sft}): {reason}"
+    return do_sft, f"{verb} SFT (run_sft: {run_sft}, overriding the probe): {reason}"
