@@ -95,6 +95,6 @@ def sft_decision(run_sft: str, warm: bool, reason: str) -> tuple[bool, str]:
     the probe, the line says that, so its reason is not read as the cause."""
     do_sft = run_sft == "always" or (run_sft == "auto" and warm)
     verb = "running" if do_sft else "skipping"
-    if run_sft == "auto" or do_sft == warm:
+    if do_sft == warm:  # always so under "auto"
         return do_sft, f"{verb} SFT ({run_sft}): {reason}"
     return do_sft, f"{verb} SFT (run_sft: {run_sft}, overriding the probe): {reason}"
