@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -31,6 +32,18 @@ def _validate_report_to(value: list[str]) -> list[str]:
     return check_report_to(value)
 
 
+def autocast_for_device(setting: str, device: str) -> str:
+    """`setting` resolved for `device` (a config's device name, `auto` included) by
+    `precision.resolve_autocast`: `auto` becomes bfloat16 or none for this machine."""
+    if setting not in ("auto", "bfloat16"):
+        return setting
+    from smarttuner.models import resolve_device
+    from smarttuner.precision import resolve_autocast
+
+    kind = device if device != "auto" else resolve_device("auto").type
+    return resolve_autocast(setting, kind)
+
+
 class ConfigError(ValueError):
     """A recipe or override that cannot become a valid config (one line, names the field)."""
 
@@ -39,7 +52,8 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-Autocast = Literal["none", "bfloat16", "float16"]  # model.autocast, `smarttuner eval --autocast`
+# model.autocast and `smarttuner eval --autocast`; "auto" is resolved on load (resolve_autocast)
+Autocast = Literal["auto", "none", "bfloat16", "float16"]
 
 
 class ModelConfig(_Section):
@@ -59,13 +73,20 @@ class ModelConfig(_Section):
     autocast: Autocast = Field(
         "none",
         description="Run matmuls in this dtype under torch.autocast (weights stay in `dtype`); "
-        "bfloat16 is ~2x faster training on CPUs with AVX512-BF16/AMX (see docs/RESULTS.md).",
+        "bfloat16 is ~2x faster training on CPUs with AVX512-BF16/AMX and several times slower "
+        "on CPUs without (see docs/RESULTS.md); auto: bfloat16 on a CPU with native bf16, else "
+        "none. The config a run writes holds the resolved value.",
     )
     load_in_4bit: bool = Field(
         False,
         description="QLoRA (Dettmers et al. 2023): load the base weights as 4-bit NF4 through "
         "bitsandbytes (CUDA GPU, extra smarttuner[qlora]) and train LoRA on top; see docs/gpu.md.",
     )
+
+    @field_validator("autocast")
+    @classmethod
+    def _resolve_autocast(cls, value: str, info: ValidationInfo) -> str:
+        return autocast_for_device(value, info.data.get("device", "auto"))
 
 
 class LoraSettings(_Section):

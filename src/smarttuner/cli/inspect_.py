@@ -95,7 +95,8 @@ def eval_(
         str,
         typer.Option(
             help="none (float32) or bfloat16/float16: decode as a pipeline with model.autocast "
-            "does (merged copy in that dtype), to reproduce its eval numbers."
+            "does (merged copy in that dtype), to reproduce its eval numbers; auto: bfloat16 "
+            "on a CPU with native bf16, else none."
         ),
     ] = "none",
     use_base_model: Annotated[

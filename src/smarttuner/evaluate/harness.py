@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
-from smarttuner.config import Autocast, ModelConfig
+from smarttuner.config import Autocast, ModelConfig, autocast_for_device
 from smarttuner.evaluate.paired import paired_greedy, paired_sampled
 from smarttuner.evaluate.passk import check_ks, evaluate_pass_at_k
 from smarttuner.evaluate.task_eval import evaluate_task
@@ -47,7 +47,8 @@ class EvalOptions:
     keep_samples: int = 10  # greedy completions kept in the results JSON
     device: str = "auto"
     # "bfloat16"/"float16": decode from a merged copy in that dtype under autocast, as a
-    # pipeline's evals do with model.autocast set (same numbers); "none": float32
+    # pipeline's evals do with model.autocast set (same numbers); "none": float32; "auto":
+    # bfloat16 on a CPU with native bf16, else none (as model.autocast: auto)
     autocast: str = "none"
     task_params: dict[str, Any] = field(default_factory=dict)
 
@@ -59,6 +60,7 @@ class EvalOptions:
             raise ValueError(
                 f"eval autocast must be one of {', '.join(AUTOCAST_CHOICES)}, got {self.autocast!r}"
             )
+        object.__setattr__(self, "autocast", autocast_for_device(self.autocast, self.device))
         if self.keep_samples < 0:
             raise ValueError(f"eval keep_samples must be >= 0, got {self.keep_samples}")
         if self.num_samples < 0:

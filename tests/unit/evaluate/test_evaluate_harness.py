@@ -122,5 +122,6 @@ def test_autocast_eval_is_the_pipeline_eval(tiny_adapter_dir: str, logit_spy) ->
 
 
 def test_unknown_autocast_is_refused() -> None:
-    with pytest.raises(ValueError, match="eval autocast must be one of none, bfloat16, float16"):
+    choices = "auto, none, bfloat16, float16"
+    with pytest.raises(ValueError, match=f"eval autocast must be one of {choices}"):
         EvalOptions(autocast="fp8")
