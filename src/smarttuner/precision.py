@@ -38,10 +38,19 @@ def resolve_autocast(setting: str, device_type: str, fast_bf16: bool | None = No
         return "none" if setting == "auto" else setting
     fast = cpu_has_fast_bf16() if fast_bf16 is None else fast_bf16
     if setting == "auto":
+        _say_auto(fast)
         return "bfloat16" if fast else "none"
     if not fast:
         _warn_slow_bf16()
     return setting
+
+
+@functools.cache
+def _say_auto(fast: bool) -> None:
+    if fast:
+        log.info("autocast auto: bfloat16 (this CPU multiplies bf16 natively)")
+    else:
+        log.info("autocast auto: float32 (this CPU has no native bf16: no AVX512-BF16 or AMX)")
 
 
 @functools.cache

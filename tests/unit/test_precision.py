@@ -53,3 +53,16 @@ def test_configs_and_eval_options_hold_the_resolved_autocast(
     cfg = ModelConfig(device="cpu")
     cfg.autocast = "auto"  # assignment is validated too (a -s override)
     assert cfg.autocast == expected
+
+
+def test_auto_says_what_it_chose(caplog: pytest.LogCaptureFixture) -> None:
+    precision._say_auto.cache_clear()
+    with caplog.at_level(logging.INFO, logger="smarttuner.precision"):
+        resolve_autocast("auto", "cpu", fast_bf16=False)
+        resolve_autocast("auto", "cpu", fast_bf16=False)  # once per outcome, not per config
+        resolve_autocast("auto", "cpu", fast_bf16=True)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "autocast auto: float32 (this CPU has no native bf16: no AVX512-BF16 or AMX)",
+        "autocast auto: bfloat16 (this CPU multiplies bf16 natively)",
+    ]
