@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,24 @@ def prepare_output_dir(path: Path, overwrite: bool, resume: bool = False) -> Pat
         )
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def removed_if_failed_at_start(path: Path, own_files: tuple[str, ...]) -> Iterator[None]:
+    """A failure inside the block that leaves `path` holding only `own_files` (what the run
+    wrote before its first stage produced anything) removes them and the directory, when the
+    directory was new or empty before: a run stopped by bad input (an unknown task, a missing
+    model) leaves nothing that a corrected rerun would refuse to overwrite. Anything else in
+    the directory keeps it all."""
+    fresh = not path.exists() or (path.is_dir() and not any(path.iterdir()))
+    try:
+        yield
+    except BaseException:
+        if fresh and path.is_dir() and {p.name for p in path.iterdir()} <= set(own_files):
+            for name in own_files:
+                (path / name).unlink(missing_ok=True)
+            path.rmdir()
+        raise
 
 
 def reset_run_files(path: Path, names: list[str]) -> None:

@@ -27,11 +27,13 @@ from smarttuner.grpo.trainer import evaluate_model, prepare_data, run_eval, trai
 from smarttuner.malloc import release_freed_memory
 from smarttuner.memory import peak_rss_mb
 from smarttuner.models import load_model
-from smarttuner.outputs import prepare_output_dir, write_json
+from smarttuner.outputs import prepare_output_dir, removed_if_failed_at_start, write_json
 from smarttuner.rollout.policy_copy import policy_copy_dtype, sampling_view
 from smarttuner.sft import train_sft
 
 log = logging.getLogger(__name__)
+
+CONFIG_FILE = "pipeline_config.yaml"  # the config a pipeline run writes first
 Say = Callable[[str], None]
 
 
@@ -125,8 +127,22 @@ def run_pipeline(
     stages (probe and baseline, SFT) are read back from OUTPUT and GRPO continues from its
     newest checkpoint."""
     resuming = bool(cfg.resume)
-    out = prepare_output_dir(Path(cfg.output_dir), cfg.overwrite, resume=resuming)
-    dump_config(cfg, out / "pipeline_config.yaml")
+    path = Path(cfg.output_dir)
+    with removed_if_failed_at_start(path, (CONFIG_FILE,)):
+        out = prepare_output_dir(path, cfg.overwrite, resume=resuming)
+        dump_config(cfg, out / CONFIG_FILE)
+        return _run_stages(cfg, out, resuming, say, on_step, on_epoch, on_sft_step)
+
+
+def _run_stages(
+    cfg: PipelineConfig,
+    out: Path,
+    resuming: bool,
+    say: Say,
+    on_step: Callable[[int, dict[str, Any]], None] | None,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+    on_sft_step: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
     start, cpu = time.perf_counter(), _CPUClock()
     data = prepare_data(cfg)
     results_dir = out / "results"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from smarttuner import pipeline
@@ -164,3 +165,24 @@ def test_baseline_eval_is_grpo_eval_at_step_0(tiny_adapter_dir, tmp_path, logit_
     grpo = json.loads((tmp_path / "grpo" / "results.json").read_text())
     assert summary["baseline"] == grpo["baseline"]
     assert len(seen) == 3 and torch.equal(seen[0], seen[1])  # baseline, step 0 (then final)
+
+
+def test_a_pipeline_stopped_by_bad_input_leaves_no_output_dir(tiny_model_dir, tmp_path) -> None:
+    """An unknown task or a missing model fails before any stage: the new output directory
+    goes again, so the corrected command runs without --overwrite; a directory that held
+    something before keeps it."""
+    out = tmp_path / "run"
+    bad = {"task.name": "no_such_task"}, {"model.name": str(tmp_path / "missing_model")}
+    for wrong in bad:
+        cfg = build_config(PipelineConfig, None, _tiny_pipeline(tiny_model_dir, out, **wrong))
+        with pytest.raises(Exception, match="no_such_task|missing_model"):
+            run_pipeline(cfg)
+        assert not out.exists()
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    cfg = build_config(
+        PipelineConfig, None, _tiny_pipeline(tiny_model_dir, out, overwrite=True, **bad[0])
+    )
+    with pytest.raises(Exception, match="no_such_task"):
+        run_pipeline(cfg)
+    assert (out / "notes.txt").read_text() == "mine"
