@@ -35,13 +35,13 @@ def _validate_report_to(value: list[str]) -> list[str]:
 def autocast_for_device(setting: str, device: str) -> str:
     """`setting` resolved for `device` (a config's device name, `auto` included) by
     `precision.resolve_autocast`: `auto` becomes bfloat16 or none for this machine."""
-    if setting not in ("auto", "bfloat16"):
-        return setting
-    from smarttuner.models import resolve_device
     from smarttuner.precision import resolve_autocast
 
-    kind = device if device != "auto" else resolve_device("auto").type
-    return resolve_autocast(setting, kind)
+    if device == "auto" and setting in ("auto", "bfloat16"):  # only these depend on the device
+        from smarttuner.models import resolve_device  # (loads transformers)
+
+        device = resolve_device("auto").type
+    return resolve_autocast(setting, device)
 
 
 class ConfigError(ValueError):
