@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from smarttuner.config import PipelineConfig, SFTConfig, dump_config
+from smarttuner.evaluate import EvalResult
 from smarttuner.evaluate.probe import needs_warmup, probe_model, sft_decision
 from smarttuner.grpo.trainer import evaluate_model, prepare_data, run_eval, train_grpo
 from smarttuner.malloc import release_freed_memory
@@ -55,11 +56,13 @@ def sft_config(cfg: PipelineConfig, out: Path) -> SFTConfig:
     )
 
 
-def _probe_and_baseline(cfg: PipelineConfig, data, out: Path, say: Say) -> tuple[dict, dict | None]:
-    """(probe record, baseline metrics) of the starting model, written to OUTPUT; no baseline
-    with `eval.baseline: false`. Both sample from what GRPO's rollouts and evals sample from
-    (the merged copy under `model.autocast`), so the baseline and the later evals share
-    numerics."""
+def _probe_and_baseline(
+    cfg: PipelineConfig, data, out: Path, say: Say
+) -> tuple[dict, EvalResult | None]:
+    """(probe record, baseline eval) of the starting model, written to OUTPUT (the baseline's
+    metrics); no baseline with `eval.baseline: false`. Both sample from what GRPO's rollouts
+    and evals sample from (the merged copy under `model.autocast`), so the baseline and the
+    later evals share numerics."""
     model, tokenizer = load_model(cfg.model, lora=None, trainable=False)
     with sampling_view(model, cfg.model.autocast, policy_copy_dtype(cfg)) as sampler:
         say("probe: can GRPO learn from the starting model?")
@@ -84,8 +87,8 @@ def _probe_and_baseline(cfg: PipelineConfig, data, out: Path, say: Say) -> tuple
         if not cfg.eval.baseline:
             return record, None
         say(f"baseline eval on {len(data.eval)} held-out prompts (seed {cfg.task.eval_seed})")
-        baseline = run_eval(sampler, tokenizer, data, cfg).metrics()
-    write_json(out / "baseline.json", baseline)
+        baseline = run_eval(sampler, tokenizer, data, cfg)
+    write_json(out / "baseline.json", baseline.metrics())
     return record, baseline
 
 
@@ -148,8 +151,10 @@ def _run_stages(
     results_dir = out / "results"
     tag = f"{_slug(cfg.task.name)}_{_slug(cfg.model.name)}"
     probe, baseline = (_read(out / "probe.json"), _read(out / "baseline.json"))
+    baseline_eval = None  # per prompt too, when measured in this process (not read back)
     if not (resuming and probe and (baseline or not cfg.eval.baseline)):
-        probe, baseline = _probe_and_baseline(cfg, data, out, say)
+        probe, baseline_eval = _probe_and_baseline(cfg, data, out, say)
+        baseline = baseline_eval.metrics() if baseline_eval else None
     cpu.lap("probe_and_baseline")
     say(probe["reason"])
     if baseline:
@@ -185,10 +190,17 @@ def _run_stages(
     )
     if cfg.run_grpo:
         say(f"GRPO: {cfg.num_iterations} iterations from {grpo_start}")
-        grpo_results = train_grpo(grpo_cfg, on_step=on_step)
+        # with no SFT, GRPO starts from the model the baseline scored, through the same path
+        # (tests/unit/test_pipeline.py): its step-0 eval would repeat the baseline
+        grpo_results = train_grpo(
+            grpo_cfg, on_step=on_step, start_eval=None if do_sft else baseline_eval
+        )
         if do_sft and "baseline" in grpo_results:  # GRPO's step-0 eval is the SFT model's
             summary["after_sft"] = grpo_results["baseline"]
         summary["final"] = grpo_results["final"]
+        if "paired" in grpo_results:  # final against GRPO's start, prompt by prompt
+            against = "after SFT" if do_sft else "baseline"
+            summary["paired"] = {**grpo_results["paired"], "against": against}
         write_json(
             results_dir / f"grpo_{tag}.json",
             {**grpo_results, "baseline": baseline, "after_sft": summary.get("after_sft")},

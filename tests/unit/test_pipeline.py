@@ -71,6 +71,15 @@ def test_pipeline_runs_every_stage(tiny_model_dir, tmp_path) -> None:
     assert (out / "grpo" / "plots" / "grpo_reward.png").stat().st_size > 0
     grpo_cfg = (out / "grpo" / "config.yaml").read_text()
     assert str(out / "sft" / "model") in grpo_cfg  # GRPO started from the SFT adapter
+    # the final model paired with GRPO's start (the SFT model) on the same 4 prompts
+    paired = summary["paired"]
+    assert paired["against"] == "after SFT"
+    greedy = paired["greedy"]
+    before, after = greedy["correct"]["baseline"], greedy["correct"]["final"]
+    assert len(before) == len(after) == 4
+    assert greedy["gained"] == sum(a and not b for b, a in zip(before, after, strict=True))
+    assert sum(after) / 4 == summary["final"]["accuracy"]
+    assert sum(before) / 4 == summary["after_sft"]["accuracy"]
 
 
 def test_pipeline_never_sft_skips_it(tiny_model_dir, tmp_path) -> None:
@@ -155,16 +164,42 @@ def test_sft_only_eval_equals_grpo_eval_at_step_0(tiny_model_dir, tmp_path) -> N
 def test_baseline_eval_is_grpo_eval_at_step_0(tiny_adapter_dir, tmp_path, logit_spy) -> None:
     """Starting from an adapter, the pipeline's baseline and GRPO's own eval before its first
     update score the model through the same numerics (merged bf16 copy under autocast): a
-    gain is never a difference between two evaluation paths."""
+    gain is never a difference between two evaluation paths. This is what lets the pipeline
+    hand its baseline to GRPO as the step-0 eval instead of running it twice."""
     seen, install = logit_spy
     install(pipeline, "run_eval")  # the baseline
-    install(trainer, "run_eval")  # GRPO's evals: step 0, then the final one
-    values = _tiny_pipeline(tiny_adapter_dir, tmp_path, run_sft="never")
+    values = _tiny_pipeline(tiny_adapter_dir, tmp_path / "pipe", run_sft="never")
     values["model.autocast"] = "bfloat16"
-    summary = run_pipeline(build_config(PipelineConfig, None, values), say=lambda _: None)
-    grpo = json.loads((tmp_path / "grpo" / "results.json").read_text())
-    assert summary["baseline"] == grpo["baseline"]
+    cfg = build_config(PipelineConfig, None, values)
+    pipeline._probe_and_baseline(cfg, trainer.prepare_data(cfg), tmp_path, lambda _: None)
+    install(trainer, "run_eval")  # GRPO's evals, run on their own: step 0, then the final one
+    grpo_cfg = pipeline._as_grpo(cfg.model_copy(update={"output_dir": tmp_path / "grpo"}))
+    trainer.train_grpo(grpo_cfg)
     assert len(seen) == 3 and torch.equal(seen[0], seen[1])  # baseline, step 0 (then final)
+    grpo = json.loads((tmp_path / "grpo" / "results.json").read_text())
+    assert json.loads((tmp_path / "baseline.json").read_text()) == grpo["baseline"]
+
+
+def test_pipeline_without_sft_evaluates_the_start_once(tiny_adapter_dir, tmp_path, logit_spy):
+    """With no SFT, GRPO's step-0 eval is the baseline's: recorded, not run again."""
+    seen, install = logit_spy
+    install(pipeline, "run_eval")
+    install(trainer, "run_eval")
+    out = tmp_path / "pipe"
+    values = _tiny_pipeline(tiny_adapter_dir, out, run_sft="never")
+    summary = run_pipeline(build_config(PipelineConfig, None, values), say=lambda _: None)
+    assert len(seen) == 2  # the baseline and GRPO's final eval
+    grpo = json.loads((out / "grpo" / "results.json").read_text())
+    assert grpo["baseline"] == summary["baseline"]
+    assert "baseline_correct" not in grpo  # the handed-over per-prompt results end in `paired`
+    assert summary["paired"]["against"] == "baseline"
+    assert (
+        sum(summary["paired"]["greedy"]["correct"]["baseline"]) / 2
+        == (summary["baseline"]["accuracy"])
+    )
+    rows = [json.loads(line) for line in (out / "grpo" / "metrics.jsonl").read_text().splitlines()]
+    step0 = next(r for r in rows if r["phase"] == "eval" and r["step"] == 0)
+    assert {k: step0[k] for k in summary["baseline"]} == summary["baseline"]
 
 
 def test_a_pipeline_stopped_by_bad_input_leaves_no_output_dir(tiny_model_dir, tmp_path) -> None:

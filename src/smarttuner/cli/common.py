@@ -89,6 +89,10 @@ def _print_summary(results: dict[str, Any], out: Path) -> None:
     from smarttuner.progress import results_table
 
     console.print(results_table(results))
+    if "paired" in results:
+        from smarttuner.evaluate.paired import paired_text
+
+        console.print(paired_text(results["paired"]), highlight=False)
     console.print(f"metrics: {out / 'metrics.jsonl'}\nmodel:   {results['model_dir']}")
 
 

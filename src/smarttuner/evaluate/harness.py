@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from smarttuner.config import Autocast, ModelConfig, autocast_for_device
-from smarttuner.evaluate.paired import paired_greedy, paired_sampled
+from smarttuner.evaluate.paired import greedy_record, paired_sampled
 from smarttuner.evaluate.passk import check_ks, evaluate_pass_at_k
 from smarttuner.evaluate.task_eval import evaluate_task
 from smarttuner.models import is_adapter_dir, load_model, resolve_model_path
@@ -140,12 +140,7 @@ def paired_results(
 ) -> dict[str, Any]:
     """Prompt-by-prompt comparison of two `evaluate_model_on_task` results on the same prompts,
     with the per-prompt data it was computed from."""
-    paired: dict[str, Any] = {
-        "greedy": {
-            **paired_greedy(before["correct"], after["correct"]),
-            "correct": {"baseline": before["correct"], "final": after["correct"]},
-        }
-    }
+    paired: dict[str, Any] = {"greedy": greedy_record(before["correct"], after["correct"])}
     if num_samples:
         counts = before["sample_correct_counts"], after["sample_correct_counts"]
         paired["sampled"] = {

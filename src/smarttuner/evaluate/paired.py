@@ -41,6 +41,12 @@ def paired_greedy(before: list[bool], after: list[bool]) -> dict[str, Any]:
     return {"gained": gained, "lost": lost, "sign_test_p": sign_test_p(gained, lost)}
 
 
+def greedy_record(before: list[bool], after: list[bool]) -> dict[str, Any]:
+    """`paired_greedy` with the per-prompt results it was computed from (a results JSON's
+    `paired.greedy`)."""
+    return {**paired_greedy(before, after), "correct": {"baseline": before, "final": after}}
+
+
 def paired_sampled(before: list[int], after: list[int], num_samples: int) -> dict[str, Any]:
     """Right samples per prompt (of `num_samples`) before and after: prompts with more right
     samples after, with fewer, the mean change in per-prompt sample accuracy, and the sign test."""
@@ -57,10 +63,12 @@ def paired_sampled(before: list[int], after: list[int], num_samples: int) -> dic
 
 
 def paired_text(paired: dict[str, Any]) -> str:
-    """One or two lines for the console under a before/after table."""
+    """One or two lines for the console under a before/after table (`against`, when present,
+    names the column the final model was paired with)."""
     greedy = paired["greedy"]
+    against = f" against {paired['against']}" if "against" in paired else ""
     lines = [
-        f"paired greedy: {greedy['gained']} prompts gained, {greedy['lost']} lost "
+        f"paired greedy{against}: {greedy['gained']} prompts gained, {greedy['lost']} lost "
         f"(sign test p = {greedy['sign_test_p']:.3g})"
     ]
     if "sampled" in paired:

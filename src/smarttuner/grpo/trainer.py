@@ -45,6 +45,7 @@ from smarttuner.distributed import (
     sharded_engine,
 )
 from smarttuner.evaluate import EvalResult, evaluate_task
+from smarttuner.evaluate.paired import greedy_record
 from smarttuner.formatting import ANSWER_CLOSE
 from smarttuner.grpo.buffer import ExperienceBuffer
 from smarttuner.grpo.checkpoint import (
@@ -284,8 +285,14 @@ class GRPORun:
             means = {k: v for k, v in result.metrics().items() if k != "n"}
             merged = combine_means(d, means, result.n)
             result = replace(result, **merged, n=len(self.data.eval))
-        self.report(step, {"phase": "eval", "step": step, "split": "eval", **result.metrics()})
+        self.record_eval(step, result.metrics())
         return result
+
+    def record_eval(self, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Log `metrics` as the held-out eval at `step` (the tracker's eval row, the step
+        line); returns them."""
+        self.report(step, {"phase": "eval", "step": step, "split": "eval", **metrics})
+        return metrics
 
     def autocast(self):
         return autocast_context(self.cfg.model.autocast, self.model.device)
@@ -593,14 +600,32 @@ def _loop(run: GRPORun, stop: ckpt.StopRequest) -> None:
             )
 
 
+START_CORRECT = "baseline_correct"  # run.results key (checkpointed) until the final eval
+
+
+def _paired_with_start(start: list[bool] | None, final: list[bool], n: int) -> dict[str, Any]:
+    """`{"paired": ...}`: the final eval against the step-0 eval, prompt by prompt; empty when
+    either holds only part of the eval prompts (a process's shard under DDP) or is missing."""
+    if not start or len(start) != n or len(final) != n:
+        return {}
+    return {"paired": {"greedy": greedy_record(start, final)}}
+
+
 def train_grpo(
     cfg: GRPOConfig,
     on_step: StepCallback | None = None,
     model: PreTrainedModel | None = None,
     tokenizer: Tokenizer | None = None,
+    start_eval: EvalResult | None = None,
 ) -> dict[str, Any]:
     """Run GRPO as `cfg` says (resuming when asked); returns the results dict also written to
-    results.json. SIGINT/SIGTERM stop it after the current iteration, with a checkpoint."""
+    results.json. SIGINT/SIGTERM stop it after the current iteration, with a checkpoint.
+
+    With an eval at step 0 (`eval.baseline`), the results pair the final eval with it prompt
+    by prompt (`paired`: prompts gained and lost, sign test). `start_eval`: the starting model
+    already scored the way the eval at step 0 scores it (same model, sampler, autocast, eval
+    prompts and settings: the pipeline's baseline when no SFT ran); it is recorded as the
+    step-0 eval instead of running it again, which on a 2-core CPU costs minutes."""
     run = setup_run(cfg, on_step, model, tokenizer, init_distributed())
     data = run.data
     if run.completed == 0:
@@ -612,7 +637,13 @@ def train_grpo(
             "eval_overlap_dropped": data.overlap_dropped,
         }
         if cfg.eval.baseline:
-            run.results["baseline"] = run.evaluate(0).metrics()
+            if start_eval is None:
+                start = run.evaluate(0)
+            else:
+                start = start_eval
+                run.record_eval(0, start.metrics())
+            run.results["baseline"] = start.metrics()
+            run.results[START_CORRECT] = start.correct  # popped into `paired` at the end
     elif run.eval_pending and run.completed < cfg.num_iterations:
         run.evaluate(run.completed)  # the evaluation that failed before the checkpoint
         run.eval_pending = False
@@ -623,8 +654,10 @@ def train_grpo(
     weights = fsdp.full_model_state(run.model) if fsdp.is_sharded(run.model) else None
     if run.dist.is_main:
         save_model(run.model, run.tokenizer, model_dir, state_dict=weights)
+    start_correct = run.results.pop(START_CORRECT, None)
     results = {
         **run.results,
+        **_paired_with_start(start_correct, final.correct, len(data.eval)),
         "final": final.metrics(),
         "eval_samples": final.samples,
         "model_dir": str(model_dir),

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from smarttuner.evaluate.paired import paired_greedy, paired_sampled, paired_text, sign_test_p
+from smarttuner.evaluate.paired import (
+    greedy_record,
+    paired_greedy,
+    paired_sampled,
+    paired_text,
+    sign_test_p,
+)
 
 
 def test_sign_test_by_hand() -> None:
@@ -40,3 +46,11 @@ def test_paired_sampled_counts_and_mean_change() -> None:
         paired_sampled([1], [1], 0)
     text = paired_text({"greedy": paired_greedy([False], [True]), "sampled": got})
     assert "1 prompts gained, 0 lost" in text and "sample accuracy +0.188" in text
+
+
+def test_greedy_record_keeps_what_it_was_computed_from() -> None:
+    record = greedy_record([True, False, False], [True, True, False])
+    assert (record["gained"], record["lost"]) == (1, 0)
+    assert record["correct"] == {"baseline": [True, False, False], "final": [True, True, False]}
+    text = paired_text({"greedy": record, "against": "after SFT"})
+    assert text.startswith("paired greedy against after SFT: 1 prompts gained, 0 lost")

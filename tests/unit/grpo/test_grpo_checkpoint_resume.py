@@ -158,6 +158,8 @@ def test_a_killed_cli_run_resumes_to_the_same_metrics(
         == json.loads((reference / "results.json").read_text())["optimizer_steps"]
     )
     assert "baseline" in results  # carried over from before the kill
+    # and so are the step-0 eval's per-prompt results: the final eval is paired with them
+    assert results["paired"] == json.loads((reference / "results.json").read_text())["paired"]
     names = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert names == ["checkpoint-000004", "checkpoint-000005"]  # newest 2 kept, no leftovers
 
