@@ -107,6 +107,10 @@ def test_a_tiny_run_end_to_end(runner, tmp_path: Path, tiny_model_dir) -> None:
     assert [r["phase"] for r in records] == ["eval", "grpo", "eval"]
     results = json.loads((out / "results.json").read_text())
     assert results["iterations"] == 1 and results["task"] == "arithmetic"
+    greedy = results["paired"]["greedy"]  # the final eval paired with the one at step 0
+    assert f"paired greedy: {greedy['gained']} prompts gained, {greedy['lost']} lost" in (
+        result.output
+    )
     assert (out / "model" / "adapter_config.json").is_file()
     assert (out / "config.yaml").is_file()
     # the same directory again needs --overwrite, and with it the run succeeds
