@@ -29,6 +29,7 @@ from smarttuner.malloc import release_freed_memory
 from smarttuner.memory import peak_rss_mb
 from smarttuner.models import load_model
 from smarttuner.outputs import prepare_output_dir, removed_if_failed_at_start, write_json
+from smarttuner.progress import STAGE_LABELS
 from smarttuner.rollout.policy_copy import policy_copy_dtype, sampling_view
 from smarttuner.sft import train_sft
 
@@ -199,7 +200,7 @@ def _run_stages(
             summary["after_sft"] = grpo_results["baseline"]
         summary["final"] = grpo_results["final"]
         if "paired" in grpo_results:  # final against GRPO's start, prompt by prompt
-            against = "after SFT" if do_sft else "baseline"
+            against = STAGE_LABELS["after_sft" if do_sft else "baseline"]  # its table column
             summary["paired"] = {**grpo_results["paired"], "against": against}
         write_json(
             results_dir / f"grpo_{tag}.json",

@@ -288,11 +288,10 @@ class GRPORun:
         self.record_eval(step, result.metrics())
         return result
 
-    def record_eval(self, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    def record_eval(self, step: int, metrics: dict[str, Any]) -> None:
         """Log `metrics` as the held-out eval at `step` (the tracker's eval row, the step
-        line); returns them."""
+        line)."""
         self.report(step, {"phase": "eval", "step": step, "split": "eval", **metrics})
-        return metrics
 
     def autocast(self):
         return autocast_context(self.cfg.model.autocast, self.model.device)
