@@ -65,3 +65,18 @@ def write_json(path: Path, data: Any) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """A results JSON (a run's results.json or `smarttuner eval -o`) as a dict, or a one-line
+    error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Results file not found: {path}")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"Results file {path} is not valid JSON: {error}") from error
+    if not isinstance(results, dict):
+        raise ValueError(f"Results file {path} must hold a JSON object.")
+    return results

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from smarttuner.outputs import read_results
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -98,19 +100,6 @@ def read_metrics(path: Path) -> list[Record]:
                 continue
             records.append(record)
     return records
-
-
-def _load_results(path: Path) -> Record:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Results file not found: {path}")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"Results file {path} is not valid JSON: {error}") from error
-    if not isinstance(results, dict):
-        raise ValueError(f"Results file {path} must hold a JSON object.")
-    return results
 
 
 def smooth(values: Sequence[float], window: int) -> list[float]:
@@ -396,7 +385,7 @@ def plot_run(run_dir: Path, out_dir: Path | None = None) -> list[Path]:
     if results_path.is_file():
         try:
             paths.append(
-                plot_before_after(_load_results(results_path), out_dir / "before_after.png")
+                plot_before_after(read_results(results_path), out_dir / "before_after.png")
             )
         except ValueError as error:
             logger.debug("Skipping before_after.png: %s", error)
@@ -408,7 +397,7 @@ def plot_comparison(results_files: list[Path], out_path: Path, metric: str = "ac
     """Grouped bars of `metric` per results file (baseline / after SFT / final)."""
     if not results_files:
         raise ValueError("plot_comparison needs at least one results file, got none.")
-    results = [_load_results(p) for p in results_files]
+    results = [read_results(p) for p in results_files]
     stages = _stages_present(results)
     values = {label: [_stage_value(r, key, metric) for r in results] for key, label in stages}
     if not any(v is not None for vals in values.values() for v in vals):

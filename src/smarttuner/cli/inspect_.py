@@ -1,4 +1,4 @@
-"""Looking at models and runs: probe, generate, eval, plot, report, tasks."""
+"""Looking at models and runs: probe, generate, eval, pool, plot, report, tasks."""
 
 from __future__ import annotations
 
@@ -205,6 +205,48 @@ def _glue_eval(
         )
         table.add_row(name, str(block["n"]), metrics)
     console.print(table)
+
+
+@app.command()
+def pool(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Run folders or results JSONs holding a paired result, one per seed."),
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the pooled result as JSON.")
+    ] = None,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples of the prompts.")] = 10_000,
+) -> None:
+    """Pool paired before/after results of several runs (seeds) on the same eval prompts."""
+    from rich.table import Table
+
+    from smarttuner.evaluate.pooled import check_same_prompts, load_paired, pool_paired, pooled_text
+    from smarttuner.outputs import write_json
+
+    if output is not None and output.exists():
+        _fail(f"{output} already exists: choose another --output")
+    loaded = [_run(load_paired, p) for p in paths]
+    _run(check_same_prompts, [results for results, _ in loaded], [str(p) for p in paths])
+    pooled = _run(pool_paired, [verdicts for _, verdicts in loaded], resamples=resamples)
+    table = Table(title="paired greedy, each run against its own start")
+    for column in ("run", "before", "after", "change", "gained", "lost", "sign test p"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for path, run in zip(paths, pooled["runs"], strict=True):
+        table.add_row(
+            str(path),
+            f"{run['before']:.3f}",
+            f"{run['after']:.3f}",
+            f"{run['change']:+.3f}",
+            str(run["gained"]),
+            str(run["lost"]),
+            f"{run['sign_test_p']:.3g}",
+        )
+    console.print(table)
+    console.print(pooled_text(pooled), highlight=False, soft_wrap=True)
+    if output is not None:
+        pooled["sources"] = [str(p) for p in paths]
+        typer.echo(str(_run(write_json, output, pooled)))
 
 
 @app.command()
