@@ -81,7 +81,8 @@ def test_check_same_prompts_names_the_mismatch():
 
 def _write_run(folder: Path, before: list[bool], after: list[bool], task: str = "t") -> Path:
     folder.mkdir(parents=True)
-    results = {"task": task, "paired": {"greedy": greedy_record(before, after), "against": "baseline"}}
+    paired = {"greedy": greedy_record(before, after), "against": "baseline"}
+    results = {"task": task, "paired": paired}
     (folder / "results.json").write_text(json.dumps(results))
     return folder
 
